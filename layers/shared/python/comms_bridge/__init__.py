@@ -1,0 +1,1 @@
+"""Shared code of comms-bridge: the Comms API client, the core and the AWS adapters."""

@@ -1,0 +1,93 @@
+"""Validated settings read from the environment (contract §2).
+
+Every handler builds its settings once at cold start; a bad value fails the
+invocation with a message naming the variable, never with a stack trace deep in
+the core.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_BASE_URL: Final = "https://comms.twilio.com/v1"
+LOOPBACK_NAMES: Final = frozenset({"localhost"})
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or has a bad value."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secure_url(url: str, *, what: str) -> str:
+    """Allow ``https://`` anywhere and ``http://`` only to a loopback host. The message never echoes the URL
+    (a webhook URL is a secret)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return url
+    raise SettingsError(f"{what} must be an https:// URL (http:// is allowed only for a loopback host)")
+
+
+class BootstrapMode(StrEnum):
+    BASELINE = "baseline"
+    EMIT = "emit"
+
+
+class Settings(BaseModel):
+    """What both functions read. Field names mirror the variables of contract §2."""
+
+    model_config = ConfigDict(frozen=True)
+
+    comms_api_base_url: str = DEFAULT_BASE_URL
+    twilio_secret_arn: str | None = None
+    twilio_account_sid: str | None = Field(default=None, repr=False)
+    twilio_auth_token: str | None = Field(default=None, repr=False)
+    state_table_name: str | None = None
+    event_bus_name: str = "default"
+    event_source: str = "twilio.comms"
+    stall_after_seconds: int = Field(default=1800, ge=1)
+    bootstrap_mode: BootstrapMode = BootstrapMode.BASELINE
+    slack_webhook_secret_arn: str | None = None
+    alert_topic_arn: str | None = None
+
+    @field_validator("comms_api_base_url")
+    @classmethod
+    def _secure_base_url(cls, value: str) -> str:
+        return check_secure_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid environment: {problems}") from None
+
+    def require_state_table(self) -> str:
+        if not self.state_table_name:
+            raise SettingsError("STATE_TABLE_NAME is not set")
+        return self.state_table_name

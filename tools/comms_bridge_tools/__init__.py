@@ -1,0 +1,1 @@
+"""Developer and operator tools: the demo, the CLI, build checks."""
