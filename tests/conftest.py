@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.moto_server import FAKE_AWS_ENV, MotoServer
+from comms_bridge_tools.moto_server import FAKE_AWS_ENV, MotoServer
+
+pytest_plugins = ["comms_sim.pytest_plugin"]
 
 # Unit tests must never reach a real AWS account, even by accident.
 for _key, _value in FAKE_AWS_ENV.items():

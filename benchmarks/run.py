@@ -1,0 +1,120 @@
+"""`make bench`: what a poller run costs, against the Comms API simulator and moto server on loopback.
+
+    python -m benchmarks.run            # windows of 1k, 10k, 100k operations + a 5k burst
+    python -m benchmarks.run --quick    # 1k and 10k windows, a 1k burst, fewer repetitions
+
+Prints the table, writes bench-results/latest.json and renders docs/readme/performance.md from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from benchmarks.harness import Workload, measure_workload
+from benchmarks.imports import measure_imports, measure_layer
+from benchmarks.render import terminal_report
+from benchmarks.report import write_reports
+from benchmarks.results import LATEST, RESULTS_DIR, BenchResults
+
+SCHEDULE_PERIOD: Final = 60
+CHANGES_PER_MINUTE: Final = 100
+SEED: Final = 7
+
+
+def workloads(quick: bool) -> list[Workload]:
+    steady = 2 if quick else 4
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
+    found = [
+        Workload(
+            f"{n // 1000}k", n, active=n // 100, changes_per_minute=CHANGES_PER_MINUTE, steady_runs=steady
+        )
+        for n in sizes
+    ]
+    burst = 1_000 if quick else 5_000
+    found.append(
+        Workload(
+            f"burst-{burst // 1000}k",
+            10_000,
+            active=100,
+            changes_per_minute=CHANGES_PER_MINUTE,
+            steady_runs=1,
+            burst=burst,
+            label=f"burst ({burst:,} completing)",
+        )
+    )
+    return found
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small windows, fewer repetitions")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--import-repetitions", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=LATEST)
+    parser.add_argument("--only", action="append", default=[], help="run only these workloads (e.g. 10k)")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate the README section")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    results = BenchResults(
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        quick=args.quick,
+        environment={
+            "python": f"Python {platform.python_version()}",
+            "platform": f"{platform.system()} {platform.machine()}",
+            "cpus": os.cpu_count(),
+        },
+        settings={
+            "seed": args.seed,
+            "schedule_period_seconds": SCHEDULE_PERIOD,
+            "changes_per_minute": CHANGES_PER_MINUTE,
+            "steady_runs": workloads(args.quick)[0].steady_runs,
+            "burst_operations": workloads(args.quick)[-1].burst,
+            "page_size": 1000,
+        },
+    )
+    for workload in workloads(args.quick):
+        if args.only and workload.name not in args.only:
+            continue
+        window, problems = measure_workload(
+            workload,
+            seed=args.seed,
+            results_dir=RESULTS_DIR,
+            progress=_progress,
+            schedule_period=SCHEDULE_PERIOD,
+        )
+        results.windows.append(window)
+        results.notes.extend(problems)
+
+    _progress("import times (fresh interpreters) ...")
+    repetitions = args.import_repetitions or (3 if args.quick else 7)
+    results.imports = measure_imports(["poller", "errors"], repetitions=repetitions)
+    _progress("layer size ...")
+    results.layer = measure_layer(allow_download=not args.quick)
+
+    elapsed = time.perf_counter() - started
+    results.settings["bench_seconds"] = round(elapsed, 1)
+    results.save(args.output)
+    print(terminal_report(results))
+    print(f"\nwrote {args.output} in {elapsed:.0f} s")
+    if not args.no_report:
+        for path in write_reports(results, args.output):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

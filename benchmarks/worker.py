@@ -1,0 +1,76 @@
+"""The "Lambda" process of the benchmark: the handler runs here, alone, so its memory and CPU are not
+mixed with the simulator's and moto's (those serve from the parent process).
+
+Protocol, one JSON object per line: the first line on stdin is
+``{"function": "poller", "environment": {...}, "log": "path"}``; then each line is a command,
+``{"load": true}`` (the cold start alone), ``{"invoke": <event>, "timeout_seconds": 60, "trace": true}``
+or ``{"exit": true}``, answered on the
+original stdout by ``{"ok", "error", "result", "wall_seconds", "peak_memory_bytes", "cold"}``. The
+handler's own output (Powertools logs go to stdout) is redirected to the log file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+from benchmarks.support import lambda_function
+
+
+def _serve(setup: dict[str, Any], commands: Any, answer: Any) -> None:
+    with open(setup["log"], "a", encoding="utf-8") as log:
+        # Everything the handler prints goes to the log; the protocol keeps the real stdout.
+        os.dup2(log.fileno(), 1)
+        function = lambda_function(setup["function"], environment=setup["environment"], output=log)
+        for line in commands:
+            command = json.loads(line)
+            if command.get("exit"):
+                return
+            if command.get("load"):
+                # The cold start on its own, so the first invocation's figures are the run's alone.
+                started = time.perf_counter()
+                with function._inside():
+                    function._module = function._load()
+                reply = {"ok": True, "wall_seconds": time.perf_counter() - started}
+                answer.write(json.dumps(reply) + "\n")
+                answer.flush()
+                continue
+            function.timeout_seconds = float(command.get("timeout_seconds", 60))
+            trace = bool(command.get("trace", True))
+            cold = not function.loaded
+            if trace:
+                tracemalloc.start()
+                tracemalloc.reset_peak()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            invocation = function.invoke(command["invoke"])
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            peak = tracemalloc.get_traced_memory()[1] if trace else 0
+            if trace:
+                tracemalloc.stop()
+            log.flush()
+            reply = {
+                "ok": invocation.ok,
+                "error": invocation.error,
+                "result": invocation.result,
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+                "peak_memory_bytes": peak,
+                "cold": cold,
+            }
+            answer.write(json.dumps(reply) + "\n")
+            answer.flush()
+
+
+def main() -> int:
+    answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    setup = json.loads(sys.stdin.readline())
+    _serve(setup, sys.stdin, answer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,438 @@
+"""The errors enricher: read an operation's errors, summarize them, publish the summary, alert.
+
+The orchestration takes all its I/O as small objects (errors source, summary sink, alert targets, a step
+ledger, telemetry) so unit tests drive it with fakes and the Lambda handler only wires real ones.
+
+Exactly-once per triggering ``eventKey`` (contract §4) rests on the step ledger: each step -- build the
+summary, publish it, alert SNS, alert Slack -- runs at most once to completion per key, and its result is
+stored. A Lambda retry after a partial failure replays the finished steps from the ledger (the same
+summary, no second post) and runs only the ones that failed.
+
+Failure policy (docs/readme/errors.md):
+
+- Comms API 404 on the errors list: a summary with ``errorCount`` 0; ``truncated`` is true when the
+  trigger counted failures (errors existed that could not be read); alerts say the details are gone.
+- Any other Comms failure after the client's own retries (429/503 persisting, 5xx, transport, malformed
+  response): the summary is published with what was read, ``truncated`` true, and the alerts say the list
+  is incomplete. The alert about a bad send is worth more on time than complete later.
+- Publishing the summary fails, or an alert fails in a way that is safe to repeat (nothing was
+  delivered): the other steps still run, then the invocation fails so Lambda retries only those steps
+  (and, after its retries, the event lands in the on-failure destination).
+- An alert that may have been delivered (Slack 5xx, read timeout) or was refused for good (Slack 4xx) is
+  recorded as failed, logged and counted, and not retried: a second post could duplicate the alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from comms_bridge.alert_slack import render_slack_message
+from comms_bridge.alert_sns import render_sns
+from comms_bridge.comms_errors import CommsApiError, CommsNotFound
+from comms_bridge.error_groups import ERRORS_SUMMARIZED, MAX_GROUPS, ErrorsSummary, ErrorTally
+from comms_bridge.errors_event import TriggerEvent
+from comms_bridge.models import OperationErrorsPage
+from comms_bridge.publisher import EventPublisher, EventTooLargeError, OutgoingEvent
+from comms_bridge.settings import SettingsError
+from comms_bridge.slack_webhook import SlackPostError, SlackWebhook
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from mypy_boto3_sns import SNSClient
+
+logger = logging.getLogger("comms_bridge.enricher")
+
+DEFAULT_MAX_ERRORS: Final = 1000
+DEFAULT_PAGE_SIZE: Final = 1000
+DEFAULT_SAFETY_MARGIN_SECONDS: Final = 10.0
+DEFAULT_IDEMPOTENCY_TTL_SECONDS: Final = 7 * 24 * 3600
+"""The operation's whole life in the Comms API (7-day retention); records cost next to nothing."""
+
+STEP_SUMMARY: Final = "summary"
+STEP_PUBLISH: Final = "publish"
+
+OUTCOME_SENT: Final = "sent"
+OUTCOME_FAILED: Final = "failed"
+
+
+# -- settings ---------------------------------------------------------------------------------------------
+
+
+class EnricherSettings(BaseModel):
+    """The errors function's own environment, on top of :class:`comms_bridge.settings.Settings`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_errors: int = Field(default=DEFAULT_MAX_ERRORS, ge=1, le=100_000)
+    errors_page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=DEFAULT_PAGE_SIZE)
+    idempotency_table_name: str
+    errors_safety_margin_seconds: float = Field(default=DEFAULT_SAFETY_MARGIN_SECONDS, ge=0)
+    slack_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    idempotency_ttl_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_TTL_SECONDS, ge=60)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EnricherSettings:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid environment: {problems}") from None
+
+
+# -- ports ------------------------------------------------------------------------------------------------
+
+
+class ErrorPagesLike(Protocol):
+    truncated: bool
+
+    def __iter__(self) -> Iterator[OperationErrorsPage]: ...
+
+
+class ErrorsSource(Protocol):
+    def list_operation_errors(
+        self, operation_id: str, *, max_items: int, page_size: int
+    ) -> ErrorPagesLike: ...
+
+
+class SummarySink(Protocol):
+    def publish(self, summary: ErrorsSummary) -> None:
+        """Raise :class:`SummaryNotPublished` when the event did not make it onto the bus."""
+
+
+class AlertTarget(Protocol):
+    name: str
+
+    def send(self, summary: ErrorsSummary) -> None:
+        """Raise :class:`AlertFailed` when the alert was not (knowingly) delivered."""
+
+
+class StepLedger(Protocol):
+    def once(self, step: str, event_key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``action`` unless this step already completed for ``event_key``; return its stored result.
+        An exception from ``action`` leaves the step undone."""
+
+
+class Telemetry(Protocol):
+    def count(self, name: str, value: int = 1, *, target: str | None = None) -> None: ...
+
+
+class SummaryNotPublished(Exception):
+    pass
+
+
+class AlertFailed(Exception):
+    """``retryable``: nothing was delivered, so trying again (on a Lambda retry) cannot duplicate."""
+
+    def __init__(self, summary: str, *, retryable: bool, kind: str) -> None:
+        super().__init__(summary)
+        self.retryable = retryable
+        self.kind = kind
+
+
+class EnrichmentIncomplete(Exception):
+    """Some steps must be retried; the finished ones are recorded and will not run again."""
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorsRead:
+    tally: ErrorTally
+    truncated: bool
+    note: str | None
+    pages: int
+    skipped: int
+    failure: str | None
+
+
+def read_errors(
+    source: ErrorsSource,
+    operation_id: str,
+    *,
+    failed_count: int,
+    max_errors: int,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    time_left: Callable[[], float],
+) -> ErrorsRead:
+    """Read pages until the list ends, ``max_errors`` were read or ``time_left()`` reaches 0 (it is the
+    time left *for reading*: the caller's safety margin is already taken off)."""
+    tally = ErrorTally()
+    pages = skipped = 0
+    out_of_time = False
+    failure: str | None = None
+    note: str | None = None
+    listing = source.list_operation_errors(operation_id, max_items=max_errors, page_size=page_size)
+    try:
+        for page in listing:
+            pages += 1
+            tally.extend(page.errors)
+            skipped += len(page.skipped)
+            if page.next_token and not listing.truncated and time_left() <= 0:
+                out_of_time = True
+                break
+    except CommsNotFound:
+        failure = "not_found"
+        note = (
+            "The error details are no longer available: the Comms API answered 404 for this operation's "
+            "error list (past its retention). Counters are from the triggering event."
+        )
+    except CommsApiError as exc:
+        failure = type(exc).__name__
+        status = f", HTTP {exc.status}" if exc.status else ""
+        note = (
+            f"Reading the error list failed after {tally.total} errors ({failure}{status}); "
+            "the groups below may be incomplete."
+        )
+        logger.error(
+            "reading the errors of %s failed: %s",
+            operation_id,
+            exc,
+            extra={"operationId": operation_id, "error": failure, "status": exc.status},
+        )
+    if out_of_time:
+        note = f"Stopped reading the error list after {tally.total} errors to stay within the time limit."
+    if skipped:
+        malformed = f"{skipped} malformed error item(s) from the API were left out."
+        note = malformed if note is None else f"{note} {malformed}"
+    if failure == "not_found":
+        truncated = failed_count > 0
+    else:
+        truncated = bool(listing.truncated or out_of_time or skipped or failure)
+    return ErrorsRead(
+        tally=tally, truncated=truncated, note=note, pages=pages, skipped=skipped, failure=failure
+    )
+
+
+def build_summary(trigger: TriggerEvent, read: ErrorsRead) -> ErrorsSummary:
+    detail = trigger.detail
+    return ErrorsSummary(
+        trigger_event_key=detail.event_key,
+        trigger_detail_type=trigger.detail_type,
+        account_sid=detail.account_sid,
+        operation_id=detail.operation_id,
+        status=detail.status.value,
+        stats=detail.stats.as_dict(),
+        error_count=read.tally.total,
+        truncated=read.truncated,
+        groups=tuple(read.tally.groups(MAX_GROUPS)),
+        distinct_groups=read.tally.distinct,
+        note=read.note,
+    )
+
+
+# -- the orchestration ------------------------------------------------------------------------------------
+
+
+class Enricher:
+    def __init__(
+        self,
+        *,
+        errors: ErrorsSource,
+        sink: SummarySink,
+        targets: list[AlertTarget],
+        ledger: StepLedger,
+        telemetry: Telemetry,
+        max_errors: int = DEFAULT_MAX_ERRORS,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        time_left: Callable[[], float] = lambda: float("inf"),
+    ) -> None:
+        self._errors = errors
+        self._sink = sink
+        self._targets = targets
+        self._ledger = ledger
+        self._telemetry = telemetry
+        self._max_errors = max_errors
+        self._page_size = page_size
+        self._time_left = time_left
+
+    def run(self, trigger: TriggerEvent) -> dict[str, Any]:
+        key = trigger.detail.event_key
+        summary = ErrorsSummary.from_record(
+            self._ledger.once(STEP_SUMMARY, key, lambda: self._summarize(trigger).to_record())
+        )
+        retry: list[str] = []
+        try:
+            self._ledger.once(STEP_PUBLISH, key, lambda: self._publish(summary))
+            published = True
+        except SummaryNotPublished as exc:
+            published = False
+            retry.append(f"summary event: {exc}")
+            logger.error(
+                "publishing the errors summary failed: %s", exc, extra={"eventKey": summary.event_key}
+            )
+        alerts: dict[str, str] = {}
+        for target in self._targets:
+            try:
+                result = self._ledger.once(f"alert-{target.name}", key, _bind(self._deliver, target, summary))
+                alerts[target.name] = str(result["outcome"])
+            except AlertFailed as exc:
+                alerts[target.name] = "retry"
+                retry.append(f"{target.name} alert: {exc}")
+        if retry:
+            raise EnrichmentIncomplete("will be retried: " + "; ".join(retry))
+        return {
+            "eventKey": summary.event_key,
+            "triggerEventKey": key,
+            "operationId": summary.operation_id,
+            "errorCount": summary.error_count,
+            "truncated": summary.truncated,
+            "published": published,
+            "alerts": alerts,
+        }
+
+    def _summarize(self, trigger: TriggerEvent) -> ErrorsSummary:
+        read = read_errors(
+            self._errors,
+            trigger.detail.operation_id,
+            failed_count=trigger.detail.stats.failed,
+            max_errors=self._max_errors,
+            page_size=self._page_size,
+            time_left=self._time_left,
+        )
+        self._telemetry.count("ErrorsRead", read.tally.total)
+        self._telemetry.count("ErrorGroups", read.tally.distinct)
+        if read.skipped:
+            self._telemetry.count("MalformedErrorItems", read.skipped)
+        if read.failure:
+            self._telemetry.count("ErrorsReadFailures")
+        summary = build_summary(trigger, read)
+        logger.info(
+            "errors summarized",
+            extra={
+                "operationId": summary.operation_id,
+                "eventKey": summary.event_key,
+                "errorCount": summary.error_count,
+                "groups": summary.distinct_groups,
+                "truncated": summary.truncated,
+                "pages": read.pages,
+            },
+        )
+        return summary
+
+    def _publish(self, summary: ErrorsSummary) -> dict[str, Any]:
+        self._sink.publish(summary)
+        self._telemetry.count("SummariesPublished")
+        return {"eventKey": summary.event_key}
+
+    def _deliver(self, target: AlertTarget, summary: ErrorsSummary) -> dict[str, Any]:
+        try:
+            target.send(summary)
+        except AlertFailed as exc:
+            self._telemetry.count("AlertFailures", target=target.name)
+            logger.error(
+                "%s alert failed (%s): %s",
+                target.name,
+                "will be retried" if exc.retryable else "not retried",
+                exc,
+                extra={"target": target.name, "kind": exc.kind, "retryable": exc.retryable},
+            )
+            if exc.retryable:
+                raise
+            return {"outcome": OUTCOME_FAILED, "kind": exc.kind, "reason": str(exc)}
+        self._telemetry.count("AlertsSent", target=target.name)
+        return {"outcome": OUTCOME_SENT}
+
+
+def _bind(
+    deliver: Callable[[AlertTarget, ErrorsSummary], dict[str, Any]],
+    target: AlertTarget,
+    summary: ErrorsSummary,
+) -> Callable[[], dict[str, Any]]:
+    return lambda: deliver(target, summary)
+
+
+# -- real I/O ---------------------------------------------------------------------------------------------
+
+
+class EventBridgeSummarySink:
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    def publish(self, summary: ErrorsSummary) -> None:
+        event = OutgoingEvent(
+            detail_type=ERRORS_SUMMARIZED, detail=summary.detail(), event_key=summary.event_key
+        )
+        try:
+            result = self._publisher.publish([event])
+        except EventTooLargeError as exc:
+            raise SummaryNotPublished(str(exc)) from None
+        if result.failed:
+            failed = result.failed[0]
+            raise SummaryNotPublished(f"PutEvents failed: {failed.error_code}: {failed.error_message}")
+
+
+class SnsAlert:
+    name = "sns"
+
+    def __init__(self, sns_client: SNSClient, topic_arn: str) -> None:
+        self._client = sns_client
+        self._topic_arn = topic_arn
+
+    def send(self, summary: ErrorsSummary) -> None:
+        subject, body = render_sns(summary)
+        try:
+            self._client.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise AlertFailed(f"SNS Publish failed: {code}", retryable=True, kind=str(code)) from None
+        except BotoCoreError as exc:
+            raise AlertFailed(
+                f"SNS Publish failed: {type(exc).__name__}", retryable=True, kind=type(exc).__name__
+            ) from None
+
+
+class SlackAlert:
+    name = "slack"
+
+    def __init__(self, webhook: SlackWebhook) -> None:
+        self._webhook = webhook
+
+    def send(self, summary: ErrorsSummary) -> None:
+        try:
+            self._webhook.post(render_slack_message(summary))
+        except SlackPostError as exc:
+            raise AlertFailed(str(exc), retryable=exc.retryable, kind=exc.kind) from None
+
+
+class PowertoolsLedger:
+    """Steps recorded with Powertools ``idempotent_function`` in the idempotency table, one record per
+    (step, eventKey). Powertools deletes the record when the step raises, keeps it IN_PROGRESS until the
+    Lambda's remaining time ends if the process dies mid-step, and stores the result when it returns."""
+
+    def __init__(
+        self, persistence_store: BasePersistenceLayer, config: IdempotencyConfig, *, prefix: str
+    ) -> None:
+        self._store = persistence_store
+        self._config = config
+        self._prefix = prefix
+
+    def once(self, step: str, event_key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.idempotency import idempotent_function  # noqa: PLC0415
+
+        def run(key: dict[str, str]) -> dict[str, Any]:
+            return action()
+
+        guarded = idempotent_function(
+            run,
+            data_keyword_argument="key",
+            persistence_store=self._store,
+            config=self._config,
+            key_prefix=f"{self._prefix}#{step}",
+        )
+        result: dict[str, Any] = guarded(key={"step": step, "eventKey": event_key})
+        return result

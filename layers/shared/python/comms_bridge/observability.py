@@ -1,0 +1,51 @@
+"""Powertools Logger, Tracer and Metrics (EMF, namespace ``CommsBridge``) for one function.
+
+Created per container from ``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``; tracing is off
+when ``POWERTOOLS_TRACE_DISABLED=true`` (local runs and tests). The poller's code logs through the
+standard ``logging`` module under ``comms_bridge.*``; :func:`route_library_logs` sends those records
+through the Powertools JSON formatter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+DEFAULT_NAMESPACE: Final = "CommsBridge"
+
+
+@dataclass(frozen=True)
+class Observability:
+    logger: Logger
+    tracer: Tracer
+    metrics: Metrics
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        """``MetricsSink`` for the run code."""
+        self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def build(service: str) -> Observability:
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or service
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    logger = Logger(service=service)
+    route_library_logs(logger)
+    return Observability(
+        logger=logger,
+        tracer=Tracer(service=service),
+        metrics=Metrics(namespace=namespace, service=service),
+    )
+
+
+def route_library_logs(logger: Logger) -> None:
+    """Give the ``comms_bridge`` loggers the Powertools handler (JSON lines, Lambda context keys)."""
+    library = logging.getLogger("comms_bridge")
+    if not any(handler in library.handlers for handler in logger.handlers):
+        for handler in logger.handlers:
+            library.addHandler(handler)
+    library.setLevel(logger.log_level)
+    library.propagate = False

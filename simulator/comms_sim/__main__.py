@@ -1,0 +1,113 @@
+"""``python -m comms_sim --scenario scenarios/story.yaml --port 8765 [--speed 60]``: run it standalone."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from comms_sim.clock import AcceleratedClock, Clock, ManualClock, RealClock
+from comms_sim.faults import FaultRule
+from comms_sim.scenario import Scenario, scenarios_dir
+from comms_sim.server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, SimulatorServer
+from comms_sim.timefmt import epoch, format_ts
+
+_FLOAT_FIELDS = {"probability", "delay"}
+_INT_FIELDS = {"times", "skip", "items"}
+
+
+def parse_fault(text: str) -> FaultRule:
+    """``kind=429,endpoint=list_operations,times=3,retry_after=2`` -> FaultRule."""
+    fields: dict[str, Any] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"fault part {part!r} is not key=value")
+        key = key.strip()
+        if key in _FLOAT_FIELDS:
+            fields[key] = float(value)
+        elif key in _INT_FIELDS:
+            fields[key] = int(value)
+        elif key == "retry_after_date":
+            fields[key] = value.lower() in ("1", "true", "yes")
+        else:
+            fields[key] = value
+    try:
+        return FaultRule(**fields)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m comms_sim", description=__doc__)
+    parser.add_argument(
+        "--scenario", default=str(scenarios_dir() / "story.yaml"), help="YAML or JSON scenario"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    parser.add_argument("--speed", type=float, default=None, help="simulated seconds per real second")
+    parser.add_argument("--start", default=None, help="clock start (RFC 3339); default: now")
+    parser.add_argument(
+        "--manual", action="store_true", help="a ManualClock: time moves only by POST /_sim/clock"
+    )
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    parser.add_argument(
+        "--fault", type=parse_fault, action="append", default=[], metavar="kind=K,endpoint=E,...",
+        help="add a fault rule (repeatable), e.g. kind=429,endpoint=list_operations,probability=0.1",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="do not print each request")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    scenario = Scenario.load(args.scenario)
+    clock: Clock
+    if args.manual:
+        clock = ManualClock(args.start)
+    elif args.speed is not None or args.start is not None:
+        clock = AcceleratedClock(args.start, args.speed or 1.0)
+    else:
+        clock = RealClock()
+    simulator = SimulatorServer(
+        scenario,
+        clock=clock,
+        credentials={args.account_sid: args.auth_token},
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        echo=not args.quiet,
+    )
+    for rule in args.fault:
+        simulator.faults.add(rule)
+    simulator.start()
+    print(
+        f"comms-sim: scenario {scenario.name!r} ({len(scenario.operations)} operations)"
+        f" at {simulator.base_url}\n"
+        f"  clock {clock!r}, now {format_ts(epoch(clock.now()))},"
+        f" anchor {format_ts(epoch(simulator.anchor))}\n"
+        f"  export COMMS_API_BASE_URL={simulator.base_url}\n"
+        f"  export TWILIO_ACCOUNT_SID={simulator.account_sid}\n"
+        f"  export TWILIO_AUTH_TOKEN={simulator.auth_token}\n"
+        f"  curl -u \"$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN\" {simulator.base_url}/Emails/Operations\n"
+        "  Ctrl-C to stop",
+        flush=True,
+    )  # fmt: skip
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``/_sim/*``: drive a standalone simulator from another process (same Basic auth as the API).
+
+* ``GET /_sim/state`` -- clock, anchor, scenario, counters
+* ``POST /_sim/clock`` ``{"advance": 60}`` or ``{"set": "2026-01-05T10:00:00Z"}`` (ManualClock only, else 409)
+* ``POST /_sim/faults`` ``{"kind": "429", "endpoint": "list_operations", "times": 2}``, ``GET``, ``DELETE``
+* ``GET /_sim/operations`` -- ground truth now; ``GET /_sim/history?since=...&until=...``
+* ``POST /_sim/reset-log``
+
+Control calls are not counted in the request log or the counters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from comms_sim.clock import ManualClock
+from comms_sim.faults import FaultRule
+from comms_sim.timefmt import epoch, format_ts, parse_rfc3339
+
+if TYPE_CHECKING:
+    from comms_sim.server import SimulatorServer
+
+_RULE_FIELDS = {
+    "kind",
+    "endpoint",
+    "times",
+    "probability",
+    "skip",
+    "retry_after",
+    "retry_after_date",
+    "delay",
+}
+_RULE_FIELDS |= {"mutation", "items"}
+
+
+def handle_control(
+    sim: SimulatorServer, method: str, path: str, query: str, body: bytes
+) -> tuple[int, dict[str, Any] | list[Any]]:
+    try:
+        payload: Any = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return 400, {"error": "the body is not JSON"}
+    route = (method, path)
+    if route == ("GET", "/_sim/state"):
+        return 200, _state(sim)
+    if route == ("POST", "/_sim/clock"):
+        if not isinstance(sim.clock, ManualClock):
+            return 409, {"error": f"the simulator runs on {sim.clock!r}; start it with --manual"}
+        if not isinstance(payload, dict) or not ({"advance", "set"} & set(payload)):
+            return 400, {"error": 'send {"advance": seconds} or {"set": "RFC 3339"}'}
+        try:
+            if "set" in payload:
+                sim.clock.set(parse_rfc3339(str(payload["set"])))
+            if "advance" in payload:
+                sim.clock.advance(float(payload["advance"]))
+        except (TypeError, ValueError) as exc:
+            return 400, {"error": str(exc)}
+        return 200, _state(sim)
+    if route == ("POST", "/_sim/faults"):
+        if not isinstance(payload, dict) or set(payload) - _RULE_FIELDS:
+            return 400, {"error": f"a fault rule has the fields {sorted(_RULE_FIELDS)}"}
+        try:
+            rule = sim.faults.add(FaultRule(**payload))
+        except (TypeError, ValueError) as exc:
+            return 400, {"error": str(exc)}
+        return 201, asdict(rule)
+    if route == ("GET", "/_sim/faults"):
+        return 200, [asdict(rule) for rule in sim.faults]
+    if route == ("DELETE", "/_sim/faults"):
+        sim.faults.clear()
+        return 200, {"faults": 0}
+    if route == ("POST", "/_sim/reset-log"):
+        sim.reset_log()
+        return 200, {"counters": {}}
+    if route == ("GET", "/_sim/operations"):
+        return 200, sim.operations()
+    if route == ("GET", "/_sim/history"):
+        params = {name: values[-1] for name, values in parse_qs(query).items()}
+        try:
+            since = parse_rfc3339(params["since"]) if "since" in params else None
+            until = parse_rfc3339(params["until"]) if "until" in params else None
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        return 200, [
+            {"time": entry.updated_at, "operationId": entry.operation_id, "name": entry.name,
+             "status": entry.status, "stats": dict(entry.stats)}
+            for entry in sim.history_between(since, until)
+        ]  # fmt: skip
+    return 404, {"error": f"no control route {method} {path}"}
+
+
+def _state(sim: SimulatorServer) -> dict[str, Any]:
+    return {
+        "now": format_ts(epoch(sim.now())),
+        "anchor": format_ts(epoch(sim.anchor)),
+        "clock": repr(sim.clock),
+        "scenario": sim.scenario.name,
+        "operations": len(sim.scenario.operations),
+        "counters": sim.counters,
+    }

@@ -1,0 +1,181 @@
+"""Fault injection: rules that turn a request into a throttle, an outage, a slow or a broken response.
+
+A rule matches an endpoint (or ``"*"``), lets ``skip`` matching requests through, then fires
+on each further match with ``probability`` (drawn from the simulator's seeded RNG) until it
+has fired ``times`` times (``None``: forever). Several rules can fire on one request: ``slow``
+adds its delay, the first status rule (429/503/500) replaces the response, and the body
+rules (``malformed_json``, ``bad_items``, ``shuffle``) change a successful response.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+FaultKind = Literal["429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle"]
+FAULT_KINDS: Final = ("429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle")
+STATUS_KINDS: Final = ("429", "503", "500")
+ENDPOINTS: Final = ("list_operations", "fetch_operation", "list_errors", "*")
+MUTATIONS: Final = (
+    "drop_stats",
+    "bad_id",
+    "string_counter",
+    "missing_updated_at",
+    "bad_status",
+    "not_an_object",
+)
+ERROR_MUTATIONS: Final = ("string_code", "not_an_object")
+MALFORMED: Final = ("truncated", "html", "empty")
+
+
+@dataclass
+class FaultRule:
+    """One fault. ``kind``: 429 | 503 | 500 | slow | malformed_json | bad_items | shuffle.
+
+    * ``retry_after`` (429/503): header value -- seconds (``"1"``, ``2.5`` -> ``"3"``), a datetime
+      (sent as an HTTP-date), any other string verbatim, or None for no header. With
+      ``retry_after_date=True`` a number of seconds is sent as the HTTP-date ``clock now + seconds``.
+    * ``delay`` (slow): real seconds to sleep before answering.
+    * ``mutation``: for bad_items one of ``MUTATIONS`` (operations) / ``ERROR_MUTATIONS`` (error
+      items), None = a different random one per broken item; for malformed_json one of
+      ``MALFORMED`` (default ``truncated``).
+    * ``items`` (bad_items): how many items of a page to break (fetch: the one operation).
+    """
+
+    kind: FaultKind
+    endpoint: str = "*"
+    times: int | None = None
+    probability: float = 1.0
+    skip: int = 0
+    retry_after: str | float | datetime | None = "1"
+    retry_after_date: bool = False
+    delay: float = 0.0
+    mutation: str | None = None
+    items: int = 1
+    seen: int = field(default=0, compare=False)
+    fired: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+        if self.endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {self.endpoint!r}; one of {ENDPOINTS}")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        if self.times is not None and self.times < 0:
+            raise ValueError("times must be >= 0 (or None for unlimited)")
+        allowed = {"bad_items": MUTATIONS + ERROR_MUTATIONS, "malformed_json": MALFORMED}.get(self.kind, ())
+        if self.mutation is not None and self.mutation not in allowed:
+            raise ValueError(f"mutation {self.mutation!r} does not apply to {self.kind}; one of {allowed}")
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.fired >= self.times
+
+
+class FaultInjector:
+    """The active rules of one simulator. Thread-safe; decisions come from one seeded RNG."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+
+    def add(self, rule: FaultRule | None = None, /, **fields: Any) -> FaultRule:
+        """``add(FaultRule(...))`` or ``add(kind="429", endpoint="list_operations", times=2)``."""
+        added = rule if rule is not None else FaultRule(**fields)
+        with self._lock:
+            self._rules.append(added)
+        return added
+
+    def remove(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules.remove(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self.rng.seed(seed)
+
+    def __iter__(self) -> Iterator[FaultRule]:
+        with self._lock:
+            return iter(list(self._rules))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rules)
+
+    def select(self, endpoint: str) -> list[FaultRule]:
+        """The rules firing on this request (and count them)."""
+        firing = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.endpoint not in ("*", endpoint) or rule.exhausted:
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.skip:
+                    continue
+                if rule.probability >= 1.0 or self.rng.random() < rule.probability:
+                    rule.fired += 1
+                    firing.append(rule)
+        return firing
+
+    # -- body changes ---------------------------------------------------------------------------
+
+    def shuffle(self, items: list[str]) -> None:
+        with self._lock:
+            self.rng.shuffle(items)
+
+    def pick(self, population: int, count: int) -> list[int]:
+        with self._lock:
+            return sorted(self.rng.sample(range(population), min(count, population)))
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        with self._lock:
+            return self.rng.choice(options)
+
+
+def break_operation(item: dict[str, Any], mutation: str) -> object:
+    """An operation item that violates the documented schema in one specific way."""
+    if mutation == "drop_stats":
+        item.pop("stats", None)
+    elif mutation == "bad_id":
+        item["id"] = "comms_operation_NOT-A-VALID-ID"
+    elif mutation == "string_counter":
+        stats = dict(item.get("stats") or {})
+        stats["total"] = str(stats.get("total", 0))
+        item["stats"] = stats
+    elif mutation == "missing_updated_at":
+        item.pop("updatedAt", None)
+    elif mutation == "bad_status":
+        item["status"] = "EXPLODED"
+    elif mutation == "not_an_object":
+        return "comms_operation_as_a_bare_string"
+    return item
+
+
+def break_error_item(item: dict[str, Any], mutation: str) -> object:
+    if mutation == "string_code":
+        item["code"] = str(item.get("code"))
+        return item
+    return ["not", "an", "object"]
+
+
+def malformed_body(body: bytes, mutation: str) -> bytes:
+    if mutation == "html":
+        return b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    if mutation == "empty":
+        return b""
+    return body[: max(1, len(body) // 2)]
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,177 @@
+"""Large scenarios: a steady-state week of operations, as a benchmark sees the API.
+
+``python -m comms_sim.generate --operations 100000 --days 7 --out week.json``
+
+The scenario's ``now`` is the end of the week, so on any clock the server shows
+``n_operations`` operations created over the last ``days`` days (retention drops each one
+exactly 7 days after creation). Arrivals are uniform; each operation may wait SCHEDULED,
+processes in ticks, sometimes stalls or is canceled, and gets late deliveries/opens after
+COMPLETED. Durations and tick sizes are derived from two targets (Little's law):
+
+* ``active``: operations SCHEDULED or PROCESSING at ``now`` (mean active time = active / rate);
+* ``changes_per_minute``: versions appearing per simulated minute, over all operations.
+
+Another ``future_hours`` of arrivals at the same rate follow ``now`` (not counted in
+``n_operations``), so the steady state holds while a benchmark advances the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from comms_sim.ids import operation_id
+from comms_sim.scenario import Scenario
+from comms_sim.timeline import Counting, SendPlan, Timeline
+
+_LATE_OFFSETS: Final = (300, 1800, 7200, 28800)  # after completion: 5m, 30m, 2h, 8h
+_SCHEDULED_SHARE: Final = 0.5  # operations that wait SCHEDULED before processing
+_PROCESSING_SHARE: Final = 0.3  # of the mean active time
+_MEAN_LATE_TICKS: Final = 2.0
+
+
+def generate_scenario(
+    *,
+    n_operations: int = 100_000,
+    days: float = 7,
+    active: int = 1000,
+    changes_per_minute: float = 100,
+    seed: int = 0,
+    future_hours: float = 24,
+    counting: Counting = "cumulative",
+) -> Scenario:
+    if n_operations <= 0 or days <= 0 or days > 7:
+        raise ValueError("need n_operations > 0 and 0 < days <= 7 (older operations are past retention)")
+    rng = random.Random(seed)
+    span = round(days * 86400)
+    rate = n_operations / span  # arrivals per second
+    mean_active = max(active, 1) / rate
+    mean_processing = _PROCESSING_SHARE * mean_active
+    mean_wait = (1 - _PROCESSING_SHARE) * mean_active / _SCHEDULED_SHARE
+    versions_per_op = changes_per_minute / (60 * rate)
+    ticks = max(1.0, versions_per_op - 1 - _SCHEDULED_SHARE - _MEAN_LATE_TICKS)
+
+    n_future = round(rate * future_hours * 3600)
+    created = sorted(span - rng.random() * span for _ in range(n_operations))
+    created += sorted(span + rng.random() * future_hours * 3600 for _ in range(n_future))
+    operations: list[Timeline] = [
+        _operation(
+            rng,
+            index=index,
+            created=round(at),
+            seed=seed,
+            mean_wait=mean_wait,
+            mean_processing=mean_processing,
+            ticks=ticks,
+            counting=counting,
+        )
+        for index, at in enumerate(created)
+    ]
+    return Scenario(
+        operations=operations,
+        name=f"generated-{n_operations}-ops-{days:g}d",
+        description=(
+            f"{n_operations} operations over {days:g} days (+{n_future} in the next {future_hours:g} h), "
+            f"~{active} active at now, ~{changes_per_minute:g} versions per minute, seed {seed}"
+        ),
+        now=span,
+        counting=counting,
+        seed=seed,
+    )
+
+
+def _operation(
+    rng: random.Random,
+    *,
+    index: int,
+    created: int,
+    seed: int,
+    mean_wait: float,
+    mean_processing: float,
+    ticks: float,
+    counting: Counting,
+) -> SendPlan:
+    total = max(1, min(200_000, round(rng.lognormvariate(math.log(800), 1.3))))
+    waits = rng.random() < _SCHEDULED_SHARE
+    start = created + (min(round(rng.expovariate(1 / mean_wait)), 2 * 86400) if waits else 0)
+    duration = max(1, round(mean_processing * rng.uniform(0.5, 1.5)))
+    n_ticks = max(1, math.floor(ticks) + (rng.random() < ticks % 1))
+    step = max(1, math.ceil(duration / n_ticks))
+
+    roll = rng.random()
+    failure_rate = (
+        rng.uniform(0, 0.01)
+        if roll < 0.9
+        else rng.uniform(0.01, 0.05)
+        if roll < 0.98
+        else rng.uniform(0.08, 0.25)
+    )
+    failed = int(total * failure_rate)
+    undelivered = int(total * rng.uniform(0, 0.02))
+    late = _LATE_OFFSETS[: rng.choice((0, 1, 2, 3, 4))]
+    late_delivered = int((total - failed - undelivered) * rng.uniform(0, 0.01)) if late else 0
+    opened = int((total - failed - undelivered - late_delivered) * rng.uniform(0.05, 0.5))
+
+    cancel = stall_at = stall_for = None
+    fate = rng.random()
+    if waits and start > created and fate < 0.02:
+        cancel = created + round((start - created) * rng.uniform(0.1, 0.9))
+    elif fate < 0.025:
+        cancel = start + round(duration * rng.uniform(0.1, 0.9))
+    elif fate < 0.03 and duration > 1:
+        stall_at = start + round((duration - 1) * rng.uniform(0.2, 0.8))
+        stall_for = None if fate < 0.0252 else round(rng.uniform(1800, 7200))  # a few never resume
+    return SendPlan(
+        id=operation_id(f"generated:{seed}:{index}"),
+        name=f"gen-{index}",
+        created=created,
+        total=total,
+        start=start,
+        duration=duration,
+        step=step,
+        failed=failed,
+        undelivered=undelivered,
+        late_delivered=late_delivered,
+        opened=opened,
+        late=late,
+        cancel=cancel,
+        stall_at=stall_at,
+        stall_for=stall_for,
+        counting=counting,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m comms_sim.generate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--operations", type=int, default=100_000)
+    parser.add_argument("--days", type=float, default=7)
+    parser.add_argument("--active", type=int, default=1000, help="operations SCHEDULED/PROCESSING at now")
+    parser.add_argument("--changes-per-minute", type=float, default=100)
+    parser.add_argument("--future-hours", type=float, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--counting", choices=("cumulative", "bucket"), default="cumulative")
+    parser.add_argument("--out", type=Path, required=True, help=".json (fast to load) or .yaml")
+    args = parser.parse_args(argv)
+    scenario = generate_scenario(
+        n_operations=args.operations,
+        days=args.days,
+        active=args.active,
+        changes_per_minute=args.changes_per_minute,
+        seed=args.seed,
+        future_hours=args.future_hours,
+        counting=args.counting,
+    )
+    scenario.dump(args.out)
+    print(f"wrote {args.out}: {scenario.description}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

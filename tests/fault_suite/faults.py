@@ -1,0 +1,155 @@
+"""What goes wrong in each run of the fault suite: drawn from one seeded RNG, so a seed replays the run.
+
+A :class:`RunPlan` lists the faults of one poller run; :func:`apply` arms them on the simulator (Comms API
+side) and on the AWS fault proxy (moto side). Faults that shape the invocation itself (a short time budget,
+two overlapping invocations) are flags the suite reads.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass, field
+from typing import Final
+
+from benchmarks.support import AwsFault, AwsFaultProxy
+from comms_sim import FaultRule, SimulatorServer
+
+DYNAMODB: Final = "DynamoDB_20120810."
+PUT_EVENTS: Final = "AWSEvents.PutEvents"
+
+COMMS_KINDS: Final = (
+    "comms_429",
+    "comms_503",
+    "comms_500",
+    "comms_timeout",
+    "comms_malformed_json",
+    "comms_bad_items",
+)
+AWS_KINDS: Final = (
+    "dynamodb_throttle",
+    "put_events_partial",
+    "put_events_throttle",
+    "state_write_fails_after_publish",
+    "checkpoint_write_fails",
+)
+RUN_KINDS: Final = ("time_budget", "overlap")
+ALL_KINDS: Final = COMMS_KINDS + AWS_KINDS + RUN_KINDS
+
+
+@dataclass
+class RunPlan:
+    kinds: list[str] = field(default_factory=list)
+    comms_rules: list[FaultRule] = field(default_factory=list)
+    aws_faults: list[AwsFault] = field(default_factory=list)
+    budget_seconds: float | None = None  # remaining time the context reports beyond the safety margin
+    overlap: bool = False
+
+    @property
+    def quiet(self) -> bool:
+        return not self.kinds
+
+
+def _comms(kind: str, rng: random.Random, plan: RunPlan) -> None:
+    endpoint = rng.choice(("list_operations", "list_operations", "fetch_operation", "*"))
+    skip = rng.randint(0, 3)
+    if kind in ("comms_429", "comms_503"):
+        # Mostly absorbed by the client's retries; sometimes more than it will try (the listing fails).
+        times = rng.choice((1, 2, 6))
+        plan.comms_rules.append(
+            FaultRule(
+                kind=kind.removeprefix("comms_"), endpoint=endpoint, times=times, skip=skip, retry_after="0"
+            )  # type: ignore[arg-type]
+        )
+    elif kind == "comms_500":
+        plan.comms_rules.append(FaultRule(kind="500", endpoint=endpoint, times=rng.randint(1, 2), skip=skip))
+    elif kind == "comms_timeout":
+        # The client's read timeout follows the run's remaining budget: a short budget and a slower answer.
+        plan.comms_rules.append(FaultRule(kind="slow", endpoint=endpoint, times=1, skip=skip, delay=2.5))
+        plan.budget_seconds = 1.5
+    elif kind == "comms_malformed_json":
+        plan.comms_rules.append(FaultRule(kind="malformed_json", endpoint=endpoint, times=1, skip=skip))
+    elif kind == "comms_bad_items":
+        plan.comms_rules.append(
+            FaultRule(kind="bad_items", endpoint=endpoint, times=rng.randint(1, 3), items=rng.randint(1, 3))
+        )
+
+
+def _aws(kind: str, rng: random.Random, plan: RunPlan) -> None:
+    if kind == "dynamodb_throttle":
+        target = DYNAMODB + rng.choice(
+            ("BatchWriteItem", "BatchGetItem", "Query", "GetItem", "TransactWriteItems")
+        )
+        # botocore makes 3 attempts: up to 2 throttles are absorbed, more fail the call.
+        plan.aws_faults.append(
+            AwsFault(target=target, kind="throttle", times=rng.choice((1, 2, 4)), skip=rng.randint(0, 2))
+        )
+    elif kind == "put_events_partial":
+        salt = rng.randrange(1 << 30)
+        plan.aws_faults.append(
+            AwsFault(
+                target=PUT_EVENTS,
+                kind="fail_entries",
+                times=rng.randint(1, 4),
+                # Deterministic per entry content and seed, so a replay fails the same entries.
+                entries=lambda index, entry: (
+                    zlib.crc32(f"{salt}:{index}:{entry.get('Detail', '')}".encode()) % 2 == 0
+                ),
+            )
+        )
+    elif kind == "put_events_throttle":
+        plan.aws_faults.append(AwsFault(target=PUT_EVENTS, kind="throttle", times=rng.choice((1, 2, 5))))
+    elif kind == "state_write_fails_after_publish":
+        # The first state write of a steady run follows a publish: it happens, and the caller is told it
+        # failed (or it is refused outright), more often than botocore retries.
+        plan.aws_faults.append(
+            AwsFault(
+                target=DYNAMODB + "BatchWriteItem", kind=rng.choice(("fail_after_forward", "500")), times=4
+            )
+        )
+    elif kind == "checkpoint_write_fails":
+        plan.aws_faults.append(
+            AwsFault(
+                target=DYNAMODB + "TransactWriteItems",
+                kind=rng.choice(("fail_after_forward", "500")),
+                times=4,
+            )
+        )
+
+
+def draw(rng: random.Random, deck: list[str], *, quiet_share: float = 0.4) -> RunPlan:
+    """The faults of one run. ``deck`` (kept by the caller) deals every kind once, shuffled, before any
+    kind comes again, so even a short run injects each kind; a second kind is sometimes added at random."""
+    plan = RunPlan()
+    if rng.random() < quiet_share:
+        return plan
+    if not deck:
+        deck.extend(rng.sample(ALL_KINDS, len(ALL_KINDS)))
+    kinds = [deck.pop()]
+    if rng.random() < 0.3:
+        kinds.append(rng.choice([k for k in ALL_KINDS if k != kinds[0]]))
+    for kind in kinds:
+        plan.kinds.append(kind)
+        if kind in COMMS_KINDS:
+            _comms(kind, rng, plan)
+        elif kind in AWS_KINDS:
+            _aws(kind, rng, plan)
+        elif kind == "time_budget":
+            plan.budget_seconds = rng.uniform(0.0, 1.5)
+        elif kind == "overlap":
+            plan.overlap = True
+    return plan
+
+
+def apply(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> None:
+    for rule in plan.comms_rules:
+        simulator.faults.add(rule)
+    for fault in plan.aws_faults:
+        proxy.add(fault)
+
+
+def clear(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> int:
+    """Disarm everything; returns how many of the plan's faults actually fired."""
+    simulator.faults.clear()
+    proxy.clear()
+    return sum(rule.fired for rule in plan.comms_rules) + sum(fault.fired for fault in plan.aws_faults)

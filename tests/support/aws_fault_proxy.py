@@ -1,0 +1,256 @@
+"""A loopback reverse proxy in front of the moto server that injects AWS faults by rule and counts calls.
+
+Point ``AWS_ENDPOINT_URL`` at ``proxy.endpoint_url`` and every SDK call goes through it. A rule matches
+the ``X-Amz-Target`` header (``DynamoDB_20120810.BatchWriteItem``, ``AWSEvents.PutEvents``) and answers:
+
+* ``throttle``: 400 with the service's throttling error (DynamoDB: ProvisionedThroughputExceededException,
+  others: ThrottlingException), without forwarding;
+* ``500``: 500 InternalServerError, without forwarding;
+* ``fail_entries`` (PutEvents): the chosen entries are taken out of the request (they are really not put),
+  the rest is forwarded, and the answer reports the chosen ones failed (``ErrorCode``/``ErrorMessage``,
+  ``FailedEntryCount``), exactly like a partial failure of EventBridge;
+* ``unprocessed`` (BatchWriteItem/BatchGetItem): nothing is forwarded, everything comes back as
+  ``UnprocessedItems``/``UnprocessedKeys``;
+* ``fail_after_forward``: forward, then answer 500 anyway (the call's effect happened, the caller does
+  not know it).
+
+``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
+batch calls, for cost figures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-encoding",
+    "content-length",
+    "host",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+}
+
+
+@dataclass
+class AwsFault:
+    target: str
+    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward
+    times: int | None = 1
+    skip: int = 0
+    entries: Callable[[int, dict[str, Any]], bool] | None = None  # (index, entry) -> fail it?
+    error_code: str = "InternalFailure"
+    error_message: str = "injected by aws_fault_proxy"
+    seen: int = 0
+    fired: int = 0
+
+    def take(self, target: str) -> bool:
+        if target != self.target:
+            return False
+        self.seen += 1
+        if self.seen <= self.skip:
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class _State:
+    upstream: str
+    rules: list[AwsFault] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    entries: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    session: requests.Session = field(default_factory=requests.Session)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        state = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        target = self.headers.get("X-Amz-Target", "")
+        with state.lock:
+            state.calls[target] += 1
+            state.entries[target] += _count_entries(target, body)
+            rule = next((r for r in state.rules if r.take(target)), None)
+        if rule is None:
+            self._forward(body)
+        elif rule.kind == "throttle":
+            self._error(400, _throttle_type(target), "Rate exceeded (injected)")
+        elif rule.kind == "500":
+            self._error(500, "InternalServerError", "Internal server error (injected)")
+        elif rule.kind == "fail_after_forward":
+            self._forward(body, send=False)
+            self._error(500, "InternalServerError", "Internal server error after the write (injected)")
+        elif rule.kind == "unprocessed":
+            self._unprocessed(target, body)
+        elif rule.kind == "fail_entries":
+            self._fail_entries(body, rule)
+        else:
+            raise ValueError(f"unknown fault kind {rule.kind}")
+
+    def _upstream(self, body: bytes) -> requests.Response:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return self.server.state.session.request(
+            self.command, self.server.state.upstream + self.path, data=body, headers=headers, timeout=60
+        )
+
+    def _forward(self, body: bytes, *, send: bool = True) -> None:
+        response = self._upstream(body)
+        if send:
+            headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            self._send(response.status_code, response.content, headers)
+
+    def _fail_entries(self, body: bytes, rule: AwsFault) -> None:
+        request = json.loads(body)
+        entries = request.get("Entries", [])
+        chosen = [rule.entries(i, e) if rule.entries else True for i, e in enumerate(entries)]
+        kept = [e for e, fail in zip(entries, chosen, strict=True) if not fail]
+        results: list[dict[str, Any]] = []
+        forwarded: list[dict[str, Any]] = []
+        if kept:
+            response = self._upstream(json.dumps({**request, "Entries": kept}).encode())
+            forwarded = list(response.json().get("Entries", []))
+        for fail in chosen:
+            if fail:
+                results.append({"ErrorCode": rule.error_code, "ErrorMessage": rule.error_message})
+            else:
+                results.append(forwarded.pop(0))
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        payload = json.dumps({"FailedEntryCount": failed, "Entries": results}).encode()
+        self._send(200, payload, {"Content-Type": "application/x-amz-json-1.1"})
+
+    def _unprocessed(self, target: str, body: bytes) -> None:
+        request = json.loads(body)
+        key = "UnprocessedKeys" if target.endswith("BatchGetItem") else "UnprocessedItems"
+        answer: dict[str, Any] = {key: request.get("RequestItems", {})}
+        if key == "UnprocessedKeys":
+            answer["Responses"] = {table: [] for table in request.get("RequestItems", {})}
+        self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/x-amz-json-1.0"})
+
+    def _error(self, status: int, error_type: str, message: str) -> None:
+        payload = json.dumps({"__type": error_type, "message": message}).encode()
+        self._send(
+            status, payload, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": error_type}
+        )
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _throttle_type(target: str) -> str:
+    if target.startswith("DynamoDB_"):
+        return "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+    return "ThrottlingException"
+
+
+def _count_entries(target: str, body: bytes) -> int:
+    if not body or not target.endswith(("PutEvents", "BatchWriteItem", "BatchGetItem")):
+        return 0
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 0
+    if target.endswith("PutEvents"):
+        return len(payload.get("Entries", []))
+    requests_by_table = payload.get("RequestItems", {})
+    if target.endswith("BatchGetItem"):
+        return sum(len(spec.get("Keys", [])) for spec in requests_by_table.values())
+    return sum(len(items) for items in requests_by_table.values())
+
+
+class AwsFaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.state = _State(upstream=upstream.rstrip("/"))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aws-fault-proxy", daemon=True
+        )
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self._server.state.calls
+
+    @property
+    def entries(self) -> Counter[str]:
+        return self._server.state.entries
+
+    def add(self, fault: AwsFault) -> AwsFault:
+        with self._server.state.lock:
+            self._server.state.rules.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._server.state.lock:
+            self._server.state.rules.clear()
+
+    def reset_counts(self) -> None:
+        with self._server.state.lock:
+            self._server.state.calls.clear()
+            self._server.state.entries.clear()
+
+    def start(self) -> AwsFaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def running_proxy(upstream: str) -> Iterator[AwsFaultProxy]:
+    proxy = AwsFaultProxy(upstream).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

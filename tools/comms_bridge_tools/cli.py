@@ -1,0 +1,335 @@
+"""``comms-bridge``: the operator's command line.
+
+It talks to whatever the environment points at, exactly as the poller does: the Comms API root
+(``COMMS_API_BASE_URL``), the AWS account of the current profile (or ``AWS_ENDPOINT_URL``), the state table
+(``STATE_TABLE_NAME``) and the bus (``EVENT_BUS_NAME``). Credentials come only from the environment
+(``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``) or Secrets Manager (``TWILIO_SECRET_ARN``), never from the
+command line.
+
+    comms-bridge poll [--dry-run] [--json]     one poller run (dry: print the events, write nothing)
+    comms-bridge checkpoint show [--json]      the poller's checkpoint
+    comms-bridge checkpoint reset [--yes]      delete it (the next run bootstraps again)
+    comms-bridge operations list [--json]      operations tracked as not yet terminal
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+if TYPE_CHECKING:
+    from comms_bridge.poller_runtime import PollerRuntime
+    from comms_bridge.state_store import StateStore
+
+DEFAULT_TIME_BUDGET: Final = 60.0
+HELP_WIDTH: Final = 88
+OPERATION_ID_WIDTH: Final = 42  # comms_operation_ + 26 characters
+ENVIRONMENT_HELP: Final = """\
+environment:
+  COMMS_API_BASE_URL   Comms API root (default https://comms.twilio.com/v1; http:// only for loopback)
+  TWILIO_SECRET_ARN    Secrets Manager secret with the Twilio credentials, or else
+  TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+  STATE_TABLE_NAME     the stack's state table (output StateTableName)
+  EVENT_BUS_NAME       the stack's bus (output EventBusName), EVENT_SOURCE (default twilio.comms)
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL   as for any AWS SDK
+"""
+
+
+class CliError(Exception):
+    """A problem the operator can fix (configuration, confirmation); printed without a stack trace."""
+
+
+@dataclass
+class Deadline:
+    """The context a run needs for its time budget: seconds left before ``--time-budget`` runs out."""
+
+    seconds: float
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = time.monotonic()
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.seconds - (time.monotonic() - self.started)) * 1000))
+
+
+# -- wiring ------------------------------------------------------------------------------------------
+
+
+def _runtime() -> PollerRuntime:
+    from comms_bridge.poller_runtime import PollerRuntime  # noqa: PLC0415 -- keeps --help instant
+
+    return PollerRuntime.from_env()
+
+
+def _store(runtime: PollerRuntime) -> StateStore:
+    from comms_bridge.state_store import StateStore  # noqa: PLC0415
+
+    return StateStore(
+        runtime.dynamodb,
+        table_name=runtime.settings.require_state_table(),
+        account_sid=runtime.config.account_sid,
+    )
+
+
+def _print_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
+    from comms_bridge.dry_run import ReadOnlyStateStore, RecordingPublisher, UnwrittenLease  # noqa: PLC0415
+    from comms_bridge.lease import Lease  # noqa: PLC0415
+    from comms_bridge.poller_run import run  # noqa: PLC0415
+    from comms_bridge.publisher import EventPublisher  # noqa: PLC0415
+    from comms_bridge.state_store import StateStore  # noqa: PLC0415
+
+    runtime = _runtime()
+    table = runtime.settings.require_state_table()
+    account = runtime.config.account_sid
+    settings = runtime.settings
+    publisher: EventPublisher
+    if args.dry_run:
+        recorder = RecordingPublisher(bus_name=settings.event_bus_name, source=settings.event_source)
+        store: StateStore = ReadOnlyStateStore(runtime.dynamodb, table_name=table, account_sid=account)
+        lease: Lease = UnwrittenLease(runtime.dynamodb, table_name=table, account_sid=account)
+        publisher = recorder
+    else:
+        store = StateStore(runtime.dynamodb, table_name=table, account_sid=account)
+        lease = Lease(runtime.dynamodb, table_name=table, account_sid=account)
+        publisher = EventPublisher(
+            runtime.events, bus_name=settings.event_bus_name, source=settings.event_source
+        )
+    summary = run(
+        client=runtime.comms,
+        store=store,
+        lease=lease,
+        publisher=publisher,
+        config=runtime.config,
+        context=Deadline(args.time_budget),
+    ).as_dict()
+    events = (
+        [{"detail-type": e.detail_type, "detail": dict(e.detail)} for e in recorder.recorded]
+        if args.dry_run
+        else []
+    )
+    if args.json:
+        _print_json(out, {"dryRun": args.dry_run, "summary": summary, "events": events})
+    else:
+        _render_poll(out, summary, events, dry_run=args.dry_run, bus=settings.event_bus_name)
+    return 0 if summary.get("status") in ("complete", "contended") else 1
+
+
+def _render_poll(
+    out: TextIO, summary: dict[str, Any], events: list[dict[str, Any]], *, dry_run: bool, bus: str
+) -> None:
+    from comms_bridge_tools.timeline import TimelineEvent, format_event_line, make_console  # noqa: PLC0415
+
+    console = make_console(file=out)
+    if dry_run:
+        console.print(
+            f"dry run: {len(events)} event(s) would be published to bus '{bus}'; nothing was written"
+        )
+        for event in events:
+            detail = event["detail"]
+            console.print(
+                format_event_line(
+                    TimelineEvent(
+                        at=str(detail.get("observedAt", ""))[11:16],
+                        detail_type=event["detail-type"],
+                        operation=str(detail.get("operationId", "?")),
+                        detail=detail,
+                    ),
+                    operation_width=OPERATION_ID_WIDTH,
+                ),
+                soft_wrap=True,
+            )
+    else:
+        console.print(f"published {summary.get('events_published', 0)} event(s) to bus '{bus}'")
+    keys = ("status", "operations_seen", "changes_detected", "comms_requests", "duration_ms", "bootstrapped")
+    console.print("run: " + ", ".join(f"{key}={summary.get(key)}" for key in keys))
+    for error in summary.get("errors") or []:
+        console.print(f"error: {error}")
+
+
+def cmd_checkpoint_show(args: argparse.Namespace, out: TextIO) -> int:
+    store = _store(_runtime())
+    checkpoint = store.load_checkpoint()
+    if checkpoint is None:
+        if args.json:
+            _print_json(out, None)
+        else:
+            out.write(
+                f"no checkpoint for {store.account_sid} in {store.table_name} (the next run bootstraps)\n"
+            )
+        return 0
+    document = checkpoint.model_dump(mode="json", by_alias=True)
+    if args.json:
+        _print_json(out, document)
+        return 0
+    out.write(f"checkpoint of {store.account_sid} in {store.table_name}\n")
+    out.write(f"  bootstrapped   {checkpoint.bootstrapped}\n")
+    out.write(f"  seen through   {checkpoint.seen_through or '-'}\n")
+    out.write(f"  last run at    {checkpoint.last_run_at or '-'}\n")
+    out.write(f"  hour buckets   {len(checkpoint.buckets)} tracked\n")
+    out.write(f"  recent         {len(checkpoint.recent)} version(s) remembered for the lookback\n")
+    return 0
+
+
+def cmd_checkpoint_reset(args: argparse.Namespace, out: TextIO) -> int:
+    runtime = _runtime()
+    store = _store(runtime)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("refusing to reset without confirmation: pass --yes")
+        answer = input(f"Delete the checkpoint of {store.account_sid} in {store.table_name}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.write("left as it was\n")
+            return 1
+    existed = store.load_checkpoint() is not None
+    # Unconditional: a run holding the lease right now writes its checkpoint after this, which is as good.
+    runtime.dynamodb.delete_item(TableName=store.table_name, Key=store.checkpoint_key())
+    if existed:
+        out.write(
+            "checkpoint deleted: the next run lists the whole retention window again (states are kept)\n"
+        )
+    else:
+        out.write("there was no checkpoint\n")
+    return 0
+
+
+def cmd_operations_list(args: argparse.Namespace, out: TextIO) -> int:
+    store = _store(_runtime())
+    tracked = sorted(store.active_index().values(), key=lambda state: state.created_at)
+    if args.json:
+        _print_json(out, [state.model_dump(mode="json") for state in tracked])
+        return 0
+    if not tracked:
+        out.write("no operations tracked as SCHEDULED or PROCESSING\n")
+        return 0
+    out.write(f"{'operation':<46} {'status':<11} {'sent':>9} {'total':>9} {'failed':>7}  updated\n")
+    for state in tracked:
+        stats = state.stats
+        out.write(
+            f"{state.operation_id:<46} {state.status.value:<11} {stats.sent:>9,} {stats.total:>9,} "
+            f"{stats.failed:>7,}  {state.updated_at}\n"
+        )
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------------
+
+
+def _wrap(text: str) -> str:
+    # The raw formatter keeps the environment table as written; descriptions are wrapped here instead.
+    return textwrap.fill(text, width=HELP_WIDTH)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="comms-bridge",
+        description="Operate a comms-bridge deployment (or the local stack) from the command line.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=formatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    poll = commands.add_parser(
+        "poll",
+        help="run the poller once against the configured endpoints",
+        description=_wrap(
+            "Run the poller once, as the scheduled Lambda does: list the operations, publish the changes, "
+            "store the state and move the checkpoint. With --dry-run nothing is published or written: the "
+            "events that would be published are printed."
+        ),
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=formatter,
+    )
+    poll.add_argument("--dry-run", action="store_true", help="print the events; publish and write nothing")
+    poll.add_argument(
+        "--time-budget",
+        type=float,
+        default=DEFAULT_TIME_BUDGET,
+        metavar="SECONDS",
+        help="stop starting new work after this long, like the Lambda timeout (default: %(default)s)",
+    )
+    poll.add_argument("--json", action="store_true", help="machine-readable output")
+    poll.set_defaults(handler=cmd_poll)
+
+    checkpoint = commands.add_parser(
+        "checkpoint", help="show or reset the poller's checkpoint", description="The poller's checkpoint."
+    )
+    checkpoint_commands = checkpoint.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = checkpoint_commands.add_parser(
+        "show",
+        help="print the checkpoint",
+        description=_wrap("Print the checkpoint of the configured account: watermark, last run, buckets."),
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=formatter,
+    )
+    show.add_argument("--json", action="store_true", help="the stored document as JSON")
+    show.set_defaults(handler=cmd_checkpoint_show)
+    reset = checkpoint_commands.add_parser(
+        "reset",
+        help="delete the checkpoint",
+        description=_wrap(
+            "Delete the checkpoint. The next run bootstraps again: it lists the whole retention window. "
+            "Operations already recorded keep their state, so nothing is published twice; operations it sees "
+            "for the first time are handled as BOOTSTRAP_MODE says (baseline: recorded without an event)."
+        ),
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=formatter,
+    )
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(handler=cmd_checkpoint_reset)
+
+    operations = commands.add_parser(
+        "operations", help="list tracked operations", description="Operations the poller tracks."
+    )
+    operation_commands = operations.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = operation_commands.add_parser(
+        "list",
+        help="operations tracked as SCHEDULED or PROCESSING",
+        description=_wrap("List the operations the poller tracks as not yet terminal, oldest first."),
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=formatter,
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=cmd_operations_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from comms_bridge.comms_errors import CommsApiError  # noqa: PLC0415
+    from comms_bridge.settings import SettingsError  # noqa: PLC0415
+
+    stream = out if out is not None else sys.stdout
+    try:
+        code: int = args.handler(args, stream)
+    except (CliError, SettingsError, CommsApiError) as exc:
+        sys.stderr.write(f"comms-bridge: {exc}\n")
+        return 2
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        sys.stderr.write(f"comms-bridge: AWS {error.get('Code', 'error')}: {error.get('Message', '')}\n")
+        return 2
+    except BotoCoreError as exc:
+        sys.stderr.write(f"comms-bridge: AWS: {exc}\n")
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,711 @@
+"""``make demo``: the whole pipeline on one machine, with no AWS account, no Twilio account and no Docker.
+
+What runs, all in this process and on loopback:
+
+- the Comms API simulator playing ``scenarios/story.yaml`` on a clock the demo steps (the API's clock);
+- moto in server mode, provisioned from ``template.yaml`` by the template loader: the tables, the bus,
+  the rules with their real patterns and the parameter defaults, the alert topic. Nothing here restates
+  the template: what differs from a deployment (secret ARNs, the API root) is passed as parameters;
+- the poller handler, invoked as Lambda would be, once per tick of the template's schedule;
+- the errors handler, fed from the SQS queue standing in for it as the target of ``ErrorsTriggerRule``:
+  it runs when, and only when, the template's rule matches an event on the bus;
+- a Slack webhook receiver (the webhook URL sits in Secrets Manager like in a deployment) and an SQS
+  queue subscribed to the alert topic: the SNS mail.
+
+The timeline shows every event that crossed the bus and every alert as a person would read it, then a
+summary per operation. The exit status is 1 when the pipeline did not produce what the story expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal, TextIO
+
+import boto3
+
+from comms_bridge.poller_events import DetailType
+from comms_bridge_tools import local_stack
+from comms_bridge_tools.lambda_runtime import (
+    REPO_ROOT,
+    LambdaFunction,
+    deliver_event,
+    receive_queued_events,
+    receive_queued_messages,
+)
+from comms_bridge_tools.moto_server import MotoServer
+from comms_bridge_tools.timeline import (
+    AlertView,
+    OperationRow,
+    Timeline,
+    TimelineEvent,
+    make_console,
+    slack_payload_text,
+)
+from comms_bridge_tools.webhook_receiver import WebhookReceiver
+
+STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
+# API-clock seconds per wall second: a one-minute schedule ticks ten times a second, slow enough to read.
+DEFAULT_SPEED: Final = 600.0
+DEMO_ACCOUNT_SID: Final = "AC" + "d3" * 16
+DEMO_AUTH_TOKEN: Final = "demo-auth-token-" + "0" * 16
+# Polls after the last scripted change: late stats and a stall need a poll to be seen.
+TRAILING_TICKS: Final = 2
+
+_RATE_RE: Final = re.compile(r"^rate\(\s*(\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\s*\)$")
+_RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_OPERATION_ID_RE: Final = re.compile(r"comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}")
+
+
+def schedule_seconds(expression: str) -> int:
+    """The period of an EventBridge ``rate(...)`` expression (a cron schedule has no single period)."""
+    match = _RATE_RE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"the demo can run a rate() schedule only, not {expression!r}")
+    return int(match.group(1)) * _RATE_UNITS[match.group(2).removesuffix("s")]
+
+
+# -- what the story expects ---------------------------------------------------------------------------
+
+
+AlertKind = Literal["none", "errors", "stall"]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What one operation of the story must have produced.
+
+    ``final_status`` None: the operation must produce no event at all (it was there before the first poll,
+    which records silently, or it is beyond retention). ``alerts``: ``errors`` = each Errors Summarized
+    event came with exactly one Slack message and one SNS mail; ``stall`` = each Stalled event with one SNS
+    mail and no Slack message; ``none`` = no alert.
+    """
+
+    final_status: str | None
+    required: tuple[DetailType, ...] = ()
+    forbidden: tuple[DetailType, ...] = ()
+    alerts: AlertKind = "none"
+    stats_after_terminal: bool = False
+
+
+_S = DetailType.STATUS_CHANGED
+_STATS = DetailType.STATS_CHANGED
+_STALL = DetailType.STALLED
+_ERR = DetailType.ERRORS_SUMMARIZED
+_QUIET = Expectation(None)
+
+# Keyed by the operation names of scenarios/story.yaml.
+STORY_EXPECTATIONS: Final[Mapping[str, Expectation]] = {
+    "archived": _QUIET,
+    "expiring": _QUIET,
+    "yesterday": _QUIET,
+    "newsletter": Expectation("COMPLETED", (_S,), (_ERR, _STALL), stats_after_terminal=True),
+    "transactional": Expectation("COMPLETED", (_S,), (_ERR, _STALL)),
+    "high-failure": Expectation("COMPLETED", (_S, _ERR), (_STALL,), alerts="errors"),
+    "canceled": Expectation("CANCELED", (_S,), (_ERR, _STALL)),
+    "stalled": Expectation("PROCESSING", (_S, _STALL), (_ERR,), alerts="stall"),
+    "reminder": Expectation("COMPLETED", (_S,), (_ERR, _STALL)),
+    "late-opens": Expectation("COMPLETED", (_S, _STATS), (_ERR, _STALL), stats_after_terminal=True),
+}
+
+
+# -- what the run produced ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    at: str
+    channel: str  # "slack" or "sns"
+    operation_id: str | None
+    title: str
+    body: str
+
+
+@dataclass
+class OperationRecord:
+    name: str
+    operation_id: str
+    status_path: list[str] = field(default_factory=list)
+    events: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    stats_after_terminal: int = 0
+
+    def observe(self, detail_type: str, detail: Mapping[str, Any]) -> None:
+        self.events[detail_type] += 1
+        status = detail.get("status")
+        if detail_type == _S and isinstance(status, str):
+            if not self.status_path and detail.get("previousStatus"):
+                self.status_path.append(str(detail["previousStatus"]))
+            self.status_path.append(status)
+        if detail_type == _STATS and detail.get("terminal"):
+            self.stats_after_terminal += 1
+
+    @property
+    def final_status(self) -> str | None:
+        return self.status_path[-1] if self.status_path else None
+
+
+@dataclass
+class DemoResult:
+    scenario: str
+    polls: int = 0
+    wall_seconds: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[AlertRecord] = field(default_factory=list)
+    operations: dict[str, OperationRecord] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    invocations: Counter[str] = field(default_factory=Counter)
+    handler_log: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "scenario": self.scenario,
+            "polls": self.polls,
+            "wallSeconds": round(self.wall_seconds, 2),
+            "problems": self.problems,
+            "invocations": dict(self.invocations),
+            "operations": [
+                {
+                    "name": record.name,
+                    "operationId": record.operation_id,
+                    "statusPath": record.status_path,
+                    "events": dict(record.events),
+                    "alerts": dict(record.alerts),
+                }
+                for record in self.operations.values()
+            ],
+            "events": [
+                {
+                    "detailType": event["detail-type"],
+                    "source": event["source"],
+                    "operationId": event["detail"].get("operationId"),
+                    "status": event["detail"].get("status"),
+                    "previousStatus": event["detail"].get("previousStatus"),
+                    "eventKey": event["detail"].get("eventKey"),
+                    "detail": event["detail"],
+                }
+                for event in self.events
+            ],
+            "alerts": [
+                {
+                    "at": alert.at,
+                    "channel": alert.channel,
+                    "operationId": alert.operation_id,
+                    "title": alert.title,
+                    "body": alert.body,
+                }
+                for alert in self.alerts
+            ],
+            "handlerLog": self.handler_log,
+        }
+
+
+def check_story(result: DemoResult, expectations: Mapping[str, Expectation]) -> list[str]:
+    """Every way the run differs from what the story expects, as readable sentences (empty: all good)."""
+    problems: list[str] = []
+    by_name = {record.name: record for record in result.operations.values()}
+    for name, expected in expectations.items():
+        record = by_name.get(name)
+        if record is None:
+            problems.append(f"{name}: not in the scenario")
+            continue
+        problems.extend(f"{name}: {problem}" for problem in _check_operation(record, expected))
+    return problems
+
+
+def _check_operation(record: OperationRecord, expected: Expectation) -> list[str]:
+    problems: list[str] = []
+    if expected.final_status is None:
+        if record.events.total():
+            problems.append(f"{record.events.total()} event(s), expected none")
+    elif record.final_status != expected.final_status:
+        problems.append(f"ended {record.final_status or 'unseen'}, expected {expected.final_status}")
+    problems.extend(f"no '{kind}' event" for kind in expected.required if not record.events[kind])
+    problems.extend(f"unexpected '{kind}' event" for kind in expected.forbidden if record.events[kind])
+    if expected.stats_after_terminal and not record.stats_after_terminal:
+        problems.append("no Stats Changed after it completed (late opens)")
+    slack, sns = record.alerts["slack"], record.alerts["sns"]
+    if expected.alerts == "errors":
+        summaries = record.events[_ERR]
+        if not summaries or slack != summaries or sns != summaries:
+            problems.append(f"{summaries} error summaries but {slack} Slack and {sns} SNS alert(s)")
+    elif expected.alerts == "stall":
+        stalls = record.events[_STALL]
+        if not stalls or sns != stalls or slack:
+            problems.append(f"{stalls} stall(s) but {sns} SNS and {slack} Slack alert(s)")
+    elif slack or sns:
+        problems.append(f"{slack} Slack and {sns} SNS alert(s), expected none")
+    return problems
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    scenario: Path = STORY
+    # API-clock seconds per wall second; None runs the polls back to back.
+    speed: float | None = DEFAULT_SPEED
+    no_color: bool = False
+    expectations: Mapping[str, Expectation] | None = None
+
+
+def _clock_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%H:%M")
+
+
+def _event_time(event: Mapping[str, Any], fallback: datetime) -> str:
+    observed = event.get("detail", {}).get("observedAt")
+    if isinstance(observed, str):
+        with contextlib.suppress(ValueError):
+            return _clock_text(datetime.fromisoformat(observed.replace("Z", "+00:00")))
+    return _clock_text(fallback)
+
+
+class _Validator:
+    """The detail-type JSON Schemas of the layer, applied to every event that crossed the bus."""
+
+    def __init__(self) -> None:
+        import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415 -- a dev dependency
+
+        from comms_bridge.schema_validation import load_schema  # noqa: PLC0415
+
+        self._jsonschema = jsonschema
+        self._load = load_schema
+        self._validators: dict[str, Any] = {}
+
+    def errors(self, detail_type: str, detail: Mapping[str, Any]) -> list[str]:
+        if detail_type not in self._validators:
+            try:
+                schema = self._load(detail_type)
+            except (ValueError, OSError):
+                return [f"no schema for detail-type {detail_type!r}"]
+            self._validators[detail_type] = self._jsonschema.Draft202012Validator(schema)
+        return [error.message for error in self._validators[detail_type].iter_errors(dict(detail))]
+
+
+@dataclass(frozen=True)
+class RuleRoute:
+    """Where the events a rule matched go: the rule's stand-in queue, then each of its targets as the
+    template declares them (one of our functions, or the alert topic)."""
+
+    rule: str
+    queue_url: str
+    functions: tuple[str, ...] = ()  # logical ids
+    topics: tuple[str, ...] = ()  # topic ARNs
+
+
+def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
+    """Every rule of the template with its targets, read from the template itself."""
+    resolver = aws.resolver()
+    function_arns = {
+        aws.resource_names[f"{logical_id}.Arn"]: logical_id
+        for logical_id, resource in aws.template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+    routes: list[RuleRoute] = []
+    for logical_id, resource in aws.template["Resources"].items():
+        if resource.get("Type") != "AWS::Events::Rule" or logical_id not in aws.rule_queue_urls:
+            continue
+        targets = resolver.resolve(resource.get("Properties", {}).get("Targets", []))
+        arns = [str(target["Arn"]) for target in targets]
+        routes.append(
+            RuleRoute(
+                rule=logical_id,
+                queue_url=aws.rule_queue_urls[logical_id],
+                functions=tuple(function_arns[arn] for arn in arns if arn in function_arns),
+                topics=tuple(arn for arn in arns if ":sns:" in arn),
+            )
+        )
+    for function_id, event_name, _ in local_stack.function_events(aws.template, "EventBridgeRule"):
+        routes.append(
+            RuleRoute(rule=event_name, queue_url=aws.rule_queue_urls[event_name], functions=(function_id,))
+        )
+    return routes
+
+
+def poller_schedule(aws: local_stack.LocalStack) -> tuple[str, str, Any]:
+    """(function logical id, schedule expression, payload) of the template's schedule."""
+    for event_type in ("ScheduleV2", "Schedule"):
+        for function_id, _, props in local_stack.function_events(aws.template, event_type):
+            resolved = aws.resolver().resolve(props)
+            expression = resolved.get("ScheduleExpression") or resolved.get("Schedule")
+            raw_input = resolved.get("Input")
+            # EventBridge Scheduler hands the target its Input; with none set the payload is empty.
+            payload = json.loads(raw_input) if isinstance(raw_input, str) else {}
+            return function_id, str(expression), payload
+    raise ValueError("template.yaml declares no schedule for a function")
+
+
+class DemoRun:
+    """Set up the servers and the stack, run the story tick by tick, collect what came out."""
+
+    def __init__(self, options: DemoOptions, timeline: Timeline, handler_output: TextIO) -> None:
+        self.options = options
+        self.timeline = timeline
+        self.handler_output = handler_output
+        from comms_sim.scenario import Scenario  # noqa: PLC0415 -- keeps --help fast
+
+        self.scenario = Scenario.load(options.scenario)
+        self.names = {op.id: op.name for op in self.scenario.operations}
+        self.result = DemoResult(scenario=self.scenario.name)
+        self.result.operations = {
+            op.id: OperationRecord(name=op.name, operation_id=op.id) for op in self.scenario.operations
+        }
+        self._validator = _Validator()
+        self.functions: dict[str, LambdaFunction] = {}
+        self.sqs: Any = None
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _label(self, operation_id: str | None) -> str:
+        if operation_id is None:
+            return "?"
+        return self.names.get(operation_id, operation_id[-8:])
+
+    def _record_event(self, event: dict[str, Any], now: datetime) -> None:
+        detail_type = str(event.get("detail-type"))
+        detail = event.get("detail") or {}
+        operation_id = detail.get("operationId")
+        self.result.events.append(event)
+        for problem in self._validator.errors(detail_type, detail):
+            self.result.problems.append(
+                f"{detail_type} for {self._label(operation_id)} breaks its schema: {problem}"
+            )
+        record = self.result.operations.get(str(operation_id))
+        if record is not None:
+            record.observe(detail_type, detail)
+        self.timeline.event(
+            TimelineEvent(
+                at=_event_time(event, now),
+                detail_type=detail_type,
+                operation=self._label(operation_id),
+                detail=detail,
+            )
+        )
+
+    def _record_alert(self, alert: AlertRecord) -> None:
+        self.result.alerts.append(alert)
+        record = self.result.operations.get(str(alert.operation_id))
+        if record is not None:
+            record.alerts[alert.channel] += 1
+        self.timeline.alert(
+            AlertView(
+                at=alert.at,
+                channel=alert.channel,
+                operation=self._label(alert.operation_id),
+                title=alert.title,
+                body=alert.body,
+            )
+        )
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _function(self, aws: local_stack.LocalStack, logical_id: str) -> LambdaFunction:
+        if logical_id not in self.functions:
+            resolver = aws.resolver()
+            props = aws.template["Resources"][logical_id]["Properties"]
+            defaults = aws.template.get("Globals", {}).get("Function", {})
+            # Only what running the handler needs (roles, log groups and the like have no local value).
+            wanted = ("CodeUri", "Handler", "Timeout", "MemorySize")
+            setting = {
+                key: resolver.resolve(props[key] if key in props else defaults[key])
+                for key in wanted
+                if key in props or key in defaults
+            }
+            self.functions[logical_id] = LambdaFunction(
+                str(setting["CodeUri"]),
+                handler=str(setting.get("Handler", "app.lambda_handler")),
+                environment=aws.function_environment(logical_id),
+                function_name=str(aws.resource_names[logical_id]),
+                timeout_seconds=float(setting.get("Timeout", 3)),
+                memory_mb=int(setting.get("MemorySize", 128)),
+                region=aws.region,
+                output=self.handler_output,
+            )
+        return self.functions[logical_id]
+
+    def _settled(self, stall_after: int) -> int:
+        """Scenario seconds by which every operation has shown its outcome: its terminal status, or for
+        one that stops moving while PROCESSING, the stall. Late stats after that are not waited for."""
+        settled = self.scenario.now
+        for op in self.scenario.operations:
+            versions = op.versions()
+            terminal = [v.time for v in versions if v.status in ("COMPLETED", "CANCELED")]
+            if terminal:
+                settled = max(settled, terminal[0])
+            elif versions and versions[-1].status == "PROCESSING":
+                settled = max(settled, versions[-1].time + stall_after)
+            elif versions:
+                settled = max(settled, versions[-1].time)
+        return settled
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> DemoResult:
+        from comms_sim import STORY_START, ManualClock, SimulatorServer  # noqa: PLC0415
+
+        started = time.perf_counter()
+        self.timeline.note("starting the Comms API simulator and moto server, provisioning template.yaml ...")
+        # A scenario without its own start plays from the simulator's fixed instant: every run is the same.
+        anchor = self.scenario.start or STORY_START
+        clock = ManualClock(start=anchor + timedelta(seconds=self.scenario.now))
+
+        with contextlib.ExitStack() as stack:
+            sim = SimulatorServer(
+                self.scenario, clock=clock, credentials={DEMO_ACCOUNT_SID: DEMO_AUTH_TOKEN}, port=0
+            ).start()
+            stack.callback(sim.stop)
+            moto = MotoServer().start()
+            stack.callback(moto.stop)
+            stack.enter_context(_environment(moto.env()))
+            slack = WebhookReceiver().start()
+            stack.callback(slack.stop)
+
+            session = boto3.session.Session()
+            aws = local_stack.LocalStack.provision(
+                session,
+                prefix=f"demo-{uuid.uuid4().hex[:6]}",
+                # Only what a deployment gets from outside: where the API is and the two secrets.
+                parameters={"CommsApiBaseUrl": sim.base_url},
+                twilio_secret={"accountSid": DEMO_ACCOUNT_SID, "authToken": DEMO_AUTH_TOKEN},
+                slack_webhook_url=slack.url,
+            )
+            self.sqs = sqs = session.client("sqs")
+            sns = session.client("sns")
+            routes = rule_routes(aws)
+            scheduled_id, expression, payload = poller_schedule(aws)
+            interval = schedule_seconds(expression)
+            poller = self._function(aws, scheduled_id)
+            stall_after = int(poller.environment.get("STALL_AFTER_SECONDS", "1800"))
+            end = anchor + timedelta(seconds=self._settled(stall_after) + TRAILING_TICKS * interval)
+            ticks = max(1, int((end - clock.now()).total_seconds() // interval) + 1)
+
+            self._header(
+                api=sim.base_url,
+                moto=moto.endpoint_url,
+                aws=aws,
+                routes=routes,
+                expression=expression,
+                ticks=ticks,
+                now=clock.now(),
+            )
+            self.timeline.start_progress(ticks, "polls")
+            try:
+                for tick in range(ticks):
+                    wall_tick = time.perf_counter()
+                    now = clock.now()
+                    poll = poller.invoke(payload)
+                    if isinstance(poll.result, dict) and poll.result.get("status") in ("partial", "failed"):
+                        errors = "; ".join(poll.result.get("errors") or [])
+                        self.result.problems.append(
+                            f"the poll at {_clock_text(now)} was {poll.result['status']}: {errors}"
+                        )
+                    self._drain_bus(aws, now)
+                    self._deliver(aws, routes, sqs, sns, now)
+                    self._collect_alerts(aws, slack, now)
+                    self.result.polls = tick + 1
+                    self.timeline.advance(tick + 1, _clock_text(now))
+                    if self.options.speed:
+                        pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
+                        if pause > 0:
+                            time.sleep(pause)
+                    clock.advance(interval)
+            finally:
+                self.timeline.stop_progress()
+
+        self.result.wall_seconds = time.perf_counter() - started
+        for logical_id, function in self.functions.items():
+            failed = [inv for inv in function.invocations if not inv.ok]
+            self.result.invocations[logical_id] = len(function.invocations)
+            for invocation in failed:
+                self.result.problems.append(f"{logical_id} invocation failed: {invocation.error}")
+        return self.result
+
+    def _header(
+        self,
+        *,
+        api: str,
+        moto: str,
+        aws: local_stack.LocalStack,
+        routes: Sequence[RuleRoute],
+        expression: str,
+        ticks: int,
+        now: datetime,
+    ) -> None:
+        t = self.timeline
+        t.title(f"comms-bridge demo: scenario '{self.scenario.name}' ({len(self.names)} operations)")
+        t.setup_line("Comms API", f"simulator {api}, API clock starts {now:%Y-%m-%d %H:%M}Z")
+        t.setup_line("AWS", f"moto server {moto}, stack '{aws.prefix}' provisioned from template.yaml")
+        t.setup_line("bus", f"{aws.bus_name} (source {aws.event_source})")
+        for route in routes:
+            targets = [*(f"{f} handler" for f in route.functions), *("alert topic" for _ in route.topics)]
+            t.setup_line("rule", f"{route.rule} -> {', '.join(targets)}")
+        t.setup_line("schedule", f"{expression}: {ticks} polls of the poller handler")
+        t.setup_line("alerts", "Slack: local webhook receiver; SNS: queue subscribed to the alert topic")
+        t.blank()
+
+    def _drain_bus(self, aws: local_stack.LocalStack, now: datetime) -> None:
+        for event in receive_queued_events(self.sqs, aws.capture_queue_url):
+            self._record_event(event, now)
+
+    def _deliver(
+        self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], sqs: Any, sns: Any, now: datetime
+    ) -> None:
+        """Hand every matched event to its targets; repeat while targets put new events on the bus."""
+        for _ in range(10):
+            delivered = 0
+            for route in routes:
+                for event in receive_queued_events(sqs, route.queue_url):
+                    delivered += 1
+                    for logical_id in route.functions:
+                        deliver_event(self._function(aws, logical_id), event)
+                    for topic_arn in route.topics:
+                        # EventBridge's SNS target: the event JSON is the message (no input transformer).
+                        sns.publish(TopicArn=topic_arn, Message=json.dumps(event))
+            if not delivered:
+                return
+            self._drain_bus(aws, now)
+
+    def _collect_alerts(self, aws: local_stack.LocalStack, slack: WebhookReceiver, now: datetime) -> None:
+        at = _clock_text(now)
+        for payload in slack.take():
+            text = slack_payload_text(payload)
+            self._record_alert(AlertRecord(at, "slack", _operation_in(text, payload), "", text))
+        for envelope in receive_queued_messages(self.sqs, aws.alert_queue_url):
+            subject = str(envelope.get("Subject") or "")
+            body = sns_mail_text(str(envelope.get("Message") or ""))
+            self._record_alert(AlertRecord(at, "sns", _operation_in(subject + body), subject, body))
+
+
+def sns_mail_text(message: str) -> str:
+    """An SNS message as the e-mail shows it. An EventBridge event (the Stalled rule's target) is JSON:
+    shown with the fields a reader needs and the rest elided."""
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return message
+    if not isinstance(event, dict) or "detail-type" not in event:
+        return message
+    detail = event.get("detail") or {}
+    keep = ("operationId", "status", "stalledForSeconds", "updatedAt", "observedAt", "eventKey")
+    shown = {
+        "detail-type": event["detail-type"],
+        "source": event.get("source"),
+        "detail": {key: detail[key] for key in keep if key in detail},
+    }
+    elided = len(detail) - len(shown["detail"])
+    return json.dumps(shown, indent=2) + (f"\n(... {elided} more detail fields)" if elided else "")
+
+
+def _operation_in(text: str, payload: Any = None) -> str | None:
+    match = _OPERATION_ID_RE.search(text) or _OPERATION_ID_RE.search(json.dumps(payload or ""))
+    return match.group(0) if match else None
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
+    """Run the demo, render its timeline on ``out`` (default stdout), check the story, return the result."""
+    console = make_console(no_color=options.no_color, file=out)
+    timeline = Timeline(console)
+    descriptor, log_path = tempfile.mkstemp(prefix="comms-bridge-demo-", suffix=".log")
+    with open(descriptor, "w", encoding="utf-8") as log:
+        result = DemoRun(options, timeline, log).run()
+    result.handler_log = log_path
+    expectations = options.expectations if options.expectations is not None else STORY_EXPECTATIONS
+    result.problems.extend(check_story(result, expectations))
+    timeline.blank()
+    timeline.summary(
+        [
+            OperationRow(
+                name=record.name,
+                operation_id=record.operation_id,
+                status_path=record.status_path,
+                events=record.events,
+                alerts=record.alerts,
+                problems=[p.split(": ", 1)[1] for p in result.problems if p.startswith(f"{record.name}: ")],
+            )
+            for record in result.operations.values()
+        ],
+        wall_seconds=result.wall_seconds,
+        polls=result.polls,
+    )
+    timeline.note(f"handler logs (Powertools JSON): {log_path}")
+    timeline.verdict(result.problems)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m comms_bridge_tools.demo",
+        description=(
+            "Run comms-bridge end to end on this machine: the Comms API simulator playing a scenario, "
+            "moto server provisioned from template.yaml, the poller on its schedule, the errors function "
+            "behind its rule, Slack and SNS alerts. Exits 1 if the pipeline did not do what the story "
+            "expects."
+        ),
+    )
+    parser.add_argument("--scenario", type=Path, default=STORY, help="scenario file (default: %(default)s)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed",
+        type=float,
+        default=DEFAULT_SPEED,
+        help="API-clock seconds per wall-clock second (default: %(default)s, one minute every 0.1 s)",
+    )
+    pace.add_argument("--fast", action="store_true", help="no pacing: run the polls back to back")
+    parser.add_argument("--no-color", action="store_true", help="plain text (also when NO_COLOR is set)")
+    parser.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary on stdout (timeline on stderr)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.speed is not None and args.speed <= 0:
+        build_parser().error("--speed must be positive")
+    options = DemoOptions(
+        scenario=args.scenario,
+        speed=None if args.fast else args.speed,
+        no_color=args.no_color,
+    )
+    stream = out if out is not None else sys.stdout
+    result = run_demo(options, out=sys.stderr if args.json else stream)
+    if args.json:
+        stream.write(json.dumps(result.to_json(), indent=2) + "\n")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
