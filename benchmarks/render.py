@@ -19,6 +19,7 @@ COLUMNS = (
     "wall",
     "handler CPU",
     "peak memory",
+    "max RSS",
 )
 
 
@@ -53,7 +54,8 @@ def _row(window: WindowResult, label: str, figures: RunFigures) -> list[str]:
         _number(figures.events),
         _duration(figures.wall_seconds),
         _duration(figures.cpu_seconds),
-        human_bytes(figures.peak_memory_bytes),
+        human_bytes(figures.peak_memory_bytes) if figures.peak_memory_bytes else "not traced",
+        human_bytes(figures.max_rss_bytes),
     ]
 
 

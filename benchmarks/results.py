@@ -30,7 +30,8 @@ class RunFigures:
     events: float = 0
     wall_seconds: float = 0
     cpu_seconds: float = 0  # CPU time of the handler's process: the handler's own work, not moto's
-    peak_memory_bytes: float = 0
+    peak_memory_bytes: float = 0  # tracemalloc peak during the invocation (0: not traced)
+    max_rss_bytes: float = 0  # the handler process's resident high-water mark after the run
     true_changes: float = 0  # operations whose version moved since the previous run (simulator truth)
     comms_by_endpoint: dict[str, float] = field(default_factory=dict)
     dynamodb_by_operation: dict[str, float] = field(default_factory=dict)
@@ -58,6 +59,7 @@ def mean_figures(runs: list[RunFigures]) -> RunFigures:
     }
     # Peak memory is a maximum, not a sum: the mean would hide the worst run.
     scalar["peak_memory_bytes"] = max(r.peak_memory_bytes for r in runs)
+    scalar["max_rss_bytes"] = max(r.max_rss_bytes for r in runs)
     return RunFigures(
         **scalar,
         comms_by_endpoint=_mean_map([r.comms_by_endpoint for r in runs]),

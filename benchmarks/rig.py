@@ -7,6 +7,7 @@ is the template's, resolved to these local endpoints, with AWS calls going throu
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -137,3 +138,38 @@ def running_rig(
             slack_webhook_url=slack_webhook_url,
         )
         yield Rig(moto=moto, proxy=proxy, stack=local, simulator=simulator, clock=clock)
+
+
+class _NoTableSnapshots:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend: deep copies of items stay, the
+    snapshot of a whole table (taken by TransactWriteItems to roll back a failed transaction) goes."""
+
+    def __init__(self) -> None:
+        from moto.dynamodb.models.table import Table  # noqa: PLC0415 - moto is a dev-only dependency
+
+        self._table_type = Table
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+@contextmanager
+def without_moto_transaction_snapshots() -> Iterator[None]:
+    """moto's TransactWriteItems deep-copies every table it touches before writing, so one checkpoint
+    write costs O(items in the table): seconds at 100,000 operations, where DynamoDB's cost does not
+    depend on the table's size. The benchmark turns that snapshot off; no transaction of a benchmark run
+    fails (one invocation at a time, no faults), so the rollback it exists for never happens. The fault
+    suite, where transactions do fail, keeps moto as it is."""
+    import moto.dynamodb.models as backend  # noqa: PLC0415
+
+    original = backend.__dict__["copy"]
+    setattr(backend, "copy", _NoTableSnapshots())  # noqa: B010 - moto does not export it
+    try:
+        yield
+    finally:
+        setattr(backend, "copy", original)  # noqa: B010

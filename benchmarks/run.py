@@ -41,8 +41,8 @@ def workloads(quick: bool) -> list[Workload]:
     found.append(
         Workload(
             f"burst-{burst // 1000}k",
-            10_000,
-            active=100,
+            1_000,
+            active=10,
             changes_per_minute=CHANGES_PER_MINUTE,
             steady_runs=1,
             burst=burst,

@@ -11,7 +11,7 @@ from comms_bridge_tools.lambda_runtime import LambdaFunction
 try:
     from comms_bridge_tools.local_stack import LocalStack  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - depends on where the lead keeps it
-    from tests.support.stack import LocalStack  # type: ignore[assignment,no-redef,unused-ignore]
+    from tests.support.stack import LocalStack  # type: ignore[attr-defined,assignment,no-redef,unused-ignore]
 
 try:
     from comms_bridge_tools.aws_fault_proxy import (  # type: ignore[import-not-found,unused-ignore]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 import tracemalloc
@@ -35,7 +36,7 @@ def _serve(setup: dict[str, Any], commands: Any, answer: Any) -> None:
                 started = time.perf_counter()
                 with function._inside():
                     function._module = function._load()
-                reply = {"ok": True, "wall_seconds": time.perf_counter() - started}
+                reply: dict[str, Any] = {"ok": True, "wall_seconds": time.perf_counter() - started}
                 answer.write(json.dumps(reply) + "\n")
                 answer.flush()
                 continue
@@ -58,6 +59,8 @@ def _serve(setup: dict[str, Any], commands: Any, answer: Any) -> None:
                 "result": invocation.result,
                 "wall_seconds": wall,
                 "cpu_seconds": cpu,
+                # ru_maxrss is KiB on Linux: the process's high-water mark so far, imports included.
+                "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "peak_memory_bytes": peak,
                 "cold": cold,
             }

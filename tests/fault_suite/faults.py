@@ -14,6 +14,7 @@ from typing import Final
 
 from benchmarks.support import AwsFault, AwsFaultProxy
 from comms_sim import FaultRule, SimulatorServer
+from comms_sim.faults import FaultKind
 
 DYNAMODB: Final = "DynamoDB_20120810."
 PUT_EVENTS: Final = "AWSEvents.PutEvents"
@@ -56,10 +57,9 @@ def _comms(kind: str, rng: random.Random, plan: RunPlan) -> None:
     if kind in ("comms_429", "comms_503"):
         # Mostly absorbed by the client's retries; sometimes more than it will try (the listing fails).
         times = rng.choice((1, 2, 6))
+        status: FaultKind = "429" if kind == "comms_429" else "503"
         plan.comms_rules.append(
-            FaultRule(
-                kind=kind.removeprefix("comms_"), endpoint=endpoint, times=times, skip=skip, retry_after="0"
-            )  # type: ignore[arg-type]
+            FaultRule(kind=status, endpoint=endpoint, times=times, skip=skip, retry_after="0")
         )
     elif kind == "comms_500":
         plan.comms_rules.append(FaultRule(kind="500", endpoint=endpoint, times=rng.randint(1, 2), skip=skip))
@@ -152,4 +152,6 @@ def clear(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> in
     """Disarm everything; returns how many of the plan's faults actually fired."""
     simulator.faults.clear()
     proxy.clear()
-    return sum(rule.fired for rule in plan.comms_rules) + sum(fault.fired for fault in plan.aws_faults)
+    return sum(int(rule.fired) for rule in plan.comms_rules) + sum(
+        int(fault.fired) for fault in plan.aws_faults
+    )

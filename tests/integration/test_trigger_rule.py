@@ -21,9 +21,12 @@ STALLED = "Email Operation Stalled"
 SUMMARIZED = "Email Operation Errors Summarized"
 
 
-def _detail(status: str = "COMPLETED", failed: int = 10, total: int = 200, **extra: Any) -> dict[str, Any]:
+def _detail(
+    status: str = "COMPLETED", failed: int = 10, total: int = 200, new_failed: int | None = None, **extra: Any
+) -> dict[str, Any]:
     rate = round(failed / total, 4) if total else 0
     return {
+        "delta": {"failed": failed if new_failed is None else new_failed},
         "schemaVersion": "1.0",
         "eventKey": uuid.uuid4().hex,
         "operationId": "comms_operation_01h9krwprkeee8fzqspvwy6nq8",
@@ -64,6 +67,14 @@ def test_completed_operation_above_both_thresholds_triggers(stack: LocalStack, d
     assert event["detail"]["eventKey"] == detail["eventKey"]
 
 
+def test_late_stats_alert_only_when_failures_grew(stack: LocalStack) -> None:
+    """Late opens and deliveries after COMPLETED move the stats every poll: only new failures re-alert."""
+    stack.put_event(STATS_CHANGED, _detail(failed=50, total=100, new_failed=0))  # opens arrived
+    stack.put_event(STATS_CHANGED, _detail(failed=52, total=100, new_failed=2))  # two more failed
+    (event,) = _triggered(stack)
+    assert event["detail"]["delta"]["failed"] == 2
+
+
 def test_thresholds_are_inclusive(stack: LocalStack) -> None:
     stack.put_event(STATUS_CHANGED, _detail(failed=10, total=200))  # exactly 10 and exactly 0.05
     assert len(_triggered(stack)) == 1
@@ -75,6 +86,7 @@ def test_thresholds_are_inclusive(stack: LocalStack) -> None:
         ("count below", STATUS_CHANGED, _detail(failed=9, total=20)),  # rate 0.45 but only 9 failed
         ("rate below", STATUS_CHANGED, _detail(failed=40, total=1000)),  # 40 failed but rate 0.04
         ("both below", STATS_CHANGED, _detail(failed=1, total=1000)),
+        ("stats changed without new failures", STATS_CHANGED, _detail(failed=50, total=100, new_failed=0)),
         ("not completed", STATUS_CHANGED, _detail(status="PROCESSING", failed=50, total=100)),
         ("canceled", STATUS_CHANGED, _detail(status="CANCELED", failed=50, total=100)),
         ("stalled is not a trigger", STALLED, _detail(failed=50, total=100)),

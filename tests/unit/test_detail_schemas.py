@@ -34,8 +34,8 @@ S = OperationStatus
 
 
 @pytest.mark.parametrize("detail_type", POLLER_DETAIL_TYPES)
-def test_schemas_are_valid_draft_2020_12(detail_type: DetailType) -> None:
-    jsonschema.Draft202012Validator.check_schema(load_schema(detail_type))
+def test_schemas_are_valid_draft_04(detail_type: DetailType) -> None:
+    jsonschema.Draft4Validator.check_schema(load_schema(detail_type))
 
 
 def _sample(name: str) -> dict[str, Any]:

@@ -158,10 +158,10 @@ def test_detail_has_exactly_the_contract_fields_and_matches_the_schema() -> None
     assert detail_errors(DetailType.ERRORS_SUMMARIZED, detail) == []
 
 
-def test_schema_file_is_draft_2020_12_and_rejects_extras() -> None:
+def test_schema_file_is_draft_04_and_rejects_extras() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    jsonschema.Draft4Validator.check_schema(schema)
     detail = summary([]).detail()
     for broken in (
         detail | {"note": "x"},

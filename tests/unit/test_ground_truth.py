@@ -11,6 +11,7 @@ from tests.fault_suite.ground_truth import (
     STATUS_CHANGED,
     Published,
     TrueVersion,
+    Verdict,
     check,
 )
 
@@ -36,7 +37,9 @@ def version(minutes: float, status: str, sent: int = 0, op: str = OP) -> TrueVer
     return TrueVersion(at(minutes), op, status, stats(sent), stamp(at(minutes)))
 
 
-def event(kind: str, v: TrueVersion, previous: str | None = None, key: str | None = None, **extra: Any):
+def event(
+    kind: str, v: TrueVersion, previous: str | None = None, key: str | None = None, **extra: Any
+) -> Published:
     detail: dict[str, Any] = {
         "operationId": v.operation_id,
         "status": v.status,
@@ -66,58 +69,60 @@ GOOD = [
 ]
 
 
-def judge(published, history=HISTORY, quiet=QUIET):
+def judge(
+    published: list[Published], history: list[TrueVersion] = HISTORY, quiet: list[datetime] = QUIET
+) -> Verdict:
     return check(history, published, bootstrap_time=at(0), quiet_times=quiet, stall_after_seconds=STALL)
 
 
-def test_correct_publishing_passes_and_counts():
+def test_correct_publishing_passes_and_counts() -> None:
     verdict = judge(GOOD)
     assert verdict.ok, verdict.summary()
     assert verdict.counts["true status changes"] == 2
     assert verdict.counts["status changes published"] == 2
 
 
-def test_duplicate_with_same_key_is_allowed_and_counted():
+def test_duplicate_with_same_key_is_allowed_and_counted() -> None:
     verdict = judge([GOOD[0], GOOD[0], *GOOD[1:]])
     assert verdict.ok, verdict.summary()
     assert verdict.counts["duplicates (same eventKey)"] == 1
 
 
-def test_same_change_under_two_keys_is_a_problem():
+def test_same_change_under_two_keys_is_a_problem() -> None:
     again = event(STATUS_CHANGED, HISTORY[1], "SCHEDULED", key="other")
     verdict = judge([*GOOD, again])
     assert any("2 eventKeys" in p for p in verdict.problems)
 
 
-def test_missing_status_seen_by_a_quiet_run():
+def test_missing_status_seen_by_a_quiet_run() -> None:
     verdict = judge([GOOD[0], GOOD[1]])
     assert any("COMPLETED" in p and "never published" in p for p in verdict.problems)
 
 
-def test_status_skipped_between_polls_is_allowed():
+def test_status_skipped_between_polls_is_allowed() -> None:
     # PROCESSING held only between quiet runs at 4 and 13: publishing SCHEDULED -> COMPLETED is right.
     verdict = judge([event(STATUS_CHANGED, HISTORY[3], "SCHEDULED")], quiet=[at(4), at(13)])
     assert verdict.ok, verdict.summary()
     assert verdict.counts["status changes skipped between polls"] == 1
 
 
-def test_out_of_order_is_a_problem():
+def test_out_of_order_is_a_problem() -> None:
     verdict = judge([GOOD[2], GOOD[0], GOOD[1]])
     assert any("out of order" in p for p in verdict.problems)
 
 
-def test_invented_version_is_a_problem():
+def test_invented_version_is_a_problem() -> None:
     phantom = TrueVersion(at(6), OP, "PROCESSING", stats(3), stamp(at(6)))
     verdict = judge([*GOOD, event(STATS_CHANGED, phantom)])
     assert any("never served" in p for p in verdict.problems)
 
 
-def test_active_stats_seen_by_quiet_run_must_be_published():
+def test_active_stats_seen_by_quiet_run_must_be_published() -> None:
     verdict = judge([GOOD[0], GOOD[2]])
     assert any("stats" in p and "never published" in p for p in verdict.problems)
 
 
-def test_new_operation_must_be_announced_with_null_previous():
+def test_new_operation_must_be_announced_with_null_previous() -> None:
     history = [*HISTORY, version(3, "SCHEDULED", op=NEW)]
     good = [*GOOD, event(STATUS_CHANGED, history[-1], None)]
     assert judge(good, history=history).ok
@@ -127,12 +132,12 @@ def test_new_operation_must_be_announced_with_null_previous():
     assert not wrong.ok
 
 
-def test_null_previous_for_an_operation_known_at_bootstrap_is_a_problem():
+def test_null_previous_for_an_operation_known_at_bootstrap_is_a_problem() -> None:
     verdict = judge([event(STATUS_CHANGED, HISTORY[1], None), *GOOD[1:]])
     assert any("no first sighting" in p for p in verdict.problems)
 
 
-def test_stall_due_at_a_quiet_run_must_be_published():
+def test_stall_due_at_a_quiet_run_must_be_published() -> None:
     # PROCESSING from minute 5, unchanged until minute 60: stall due at 35.
     history = [version(-10, "SCHEDULED"), version(5, "PROCESSING"), version(60, "COMPLETED", sent=10)]
     quiet = [at(m) for m in range(1, 70, 2)]
@@ -148,13 +153,13 @@ def test_stall_due_at_a_quiet_run_must_be_published():
     assert verdict.counts["true stalls seen by a quiet run"] == 1
 
 
-def test_stall_for_an_operation_that_moved_in_time_is_a_problem():
+def test_stall_for_an_operation_that_moved_in_time_is_a_problem() -> None:
     stall = event(STALLED, HISTORY[1], stalledForSeconds=1860)
     verdict = judge([*GOOD, stall])
     assert any("moved before the stall was due" in p for p in verdict.problems)
 
 
-def test_events_for_unknown_operation_are_a_problem():
+def test_events_for_unknown_operation_are_a_problem() -> None:
     ghost = version(3, "SCHEDULED", op=NEW)
     verdict = judge([*GOOD, event(STATUS_CHANGED, ghost, None)])
     assert any("never had" in p for p in verdict.problems)

@@ -49,7 +49,7 @@ def test_detail_types_are_the_four_of_the_contract() -> None:
 @pytest.mark.parametrize("detail_type", POLLER_DETAIL_TYPES)
 def test_each_poller_detail_type_has_its_schema_in_the_package(detail_type: DetailType) -> None:
     schema = load_schema(detail_type)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert schema["x-detail-type"] == detail_type.value
     assert schema["additionalProperties"] is False
     assert json.loads(schema_text(detail_type.value)) == schema

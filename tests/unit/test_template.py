@@ -326,6 +326,10 @@ def test_errors_trigger_rule(default_stack: tuple[dict[str, Any], Resolver]) -> 
             "stats": {"failed": [{"numeric": [">=", 10]}]},
             "rates": {"failed": [{"numeric": [">=", 0.05]}]},
         },
+        "$or": [
+            {"detail-type": ["Email Operation Status Changed"]},
+            {"detail": {"delta": {"failed": [{"numeric": [">", 0]}]}}},
+        ],
     }
     assert rule["EventBusName"] == "<EventBus>"
     (target,) = rule["Targets"]

@@ -20,8 +20,9 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from comms_bridge_tools.lambda_runtime import LambdaContext
 
 if TYPE_CHECKING:
     from comms_bridge.poller_runtime import PollerRuntime
@@ -45,18 +46,14 @@ class CliError(Exception):
     """A problem the operator can fix (configuration, confirmation); printed without a stack trace."""
 
 
-@dataclass
-class Deadline:
-    """The context a run needs for its time budget: seconds left before ``--time-budget`` runs out."""
-
-    seconds: float
-    started: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.started = time.monotonic()
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.seconds - (time.monotonic() - self.started)) * 1000))
+def _deadline(seconds: float) -> LambdaContext:
+    """What a run reads its time budget from, as in Lambda: here ``--time-budget`` from now."""
+    return LambdaContext(
+        function_name="comms-bridge-cli",
+        invoked_function_arn="",
+        memory_limit_in_mb=0,
+        deadline=time.monotonic() + seconds,
+    )
 
 
 # -- wiring ------------------------------------------------------------------------------------------
@@ -86,45 +83,21 @@ def _print_json(out: TextIO, value: Any) -> None:
 
 
 def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
-    from comms_bridge.dry_run import ReadOnlyStateStore, RecordingPublisher, UnwrittenLease  # noqa: PLC0415
-    from comms_bridge.lease import Lease  # noqa: PLC0415
-    from comms_bridge.poller_run import run  # noqa: PLC0415
-    from comms_bridge.publisher import EventPublisher  # noqa: PLC0415
-    from comms_bridge.state_store import StateStore  # noqa: PLC0415
+    from comms_bridge.dry_run import dry_run  # noqa: PLC0415
 
     runtime = _runtime()
-    table = runtime.settings.require_state_table()
-    account = runtime.config.account_sid
-    settings = runtime.settings
-    publisher: EventPublisher
+    deadline = _deadline(args.time_budget)
+    events: list[dict[str, Any]] = []
     if args.dry_run:
-        recorder = RecordingPublisher(bus_name=settings.event_bus_name, source=settings.event_source)
-        store: StateStore = ReadOnlyStateStore(runtime.dynamodb, table_name=table, account_sid=account)
-        lease: Lease = UnwrittenLease(runtime.dynamodb, table_name=table, account_sid=account)
-        publisher = recorder
+        result, recorded = dry_run(runtime, deadline)
+        summary = result.as_dict()
+        events = [{"detail-type": event.detail_type, "detail": dict(event.detail)} for event in recorded]
     else:
-        store = StateStore(runtime.dynamodb, table_name=table, account_sid=account)
-        lease = Lease(runtime.dynamodb, table_name=table, account_sid=account)
-        publisher = EventPublisher(
-            runtime.events, bus_name=settings.event_bus_name, source=settings.event_source
-        )
-    summary = run(
-        client=runtime.comms,
-        store=store,
-        lease=lease,
-        publisher=publisher,
-        config=runtime.config,
-        context=Deadline(args.time_budget),
-    ).as_dict()
-    events = (
-        [{"detail-type": e.detail_type, "detail": dict(e.detail)} for e in recorder.recorded]
-        if args.dry_run
-        else []
-    )
+        summary = runtime.run(deadline)
     if args.json:
         _print_json(out, {"dryRun": args.dry_run, "summary": summary, "events": events})
     else:
-        _render_poll(out, summary, events, dry_run=args.dry_run, bus=settings.event_bus_name)
+        _render_poll(out, summary, events, dry_run=args.dry_run, bus=runtime.settings.event_bus_name)
     return 0 if summary.get("status") in ("complete", "contended") else 1
 
 
@@ -198,9 +171,7 @@ def cmd_checkpoint_reset(args: argparse.Namespace, out: TextIO) -> int:
     # Unconditional: a run holding the lease right now writes its checkpoint after this, which is as good.
     runtime.dynamodb.delete_item(TableName=store.table_name, Key=store.checkpoint_key())
     if existed:
-        out.write(
-            "checkpoint deleted: the next run lists the whole retention window again (states are kept)\n"
-        )
+        out.write("checkpoint deleted: the next run bootstraps again (recorded states are kept)\n")
     else:
         out.write("there was no checkpoint\n")
     return 0

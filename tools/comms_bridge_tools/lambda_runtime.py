@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_ACCOUNT_ID: Final = "123456789012"
-# Lambda retries a failed asynchronous invocation twice (EventBridge targets are asynchronous).
+# Lambda retries a failed asynchronous invocation twice unless told otherwise (EventBridge targets are
+# asynchronous).
 ASYNC_ATTEMPTS: Final = 3
 
 Handler = Callable[[Any, Any], Any]
@@ -89,6 +90,7 @@ class LambdaFunction:
         root: Path = REPO_ROOT,
         output: TextIO | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        max_retry_attempts: int = ASYNC_ATTEMPTS - 1,
     ) -> None:
         self.directory = (root / code_uri).resolve()
         self.name = self.directory.name
@@ -103,6 +105,8 @@ class LambdaFunction:
         self._layers = [str(path) for path in layer_paths(root)]
         self._output = output
         self._monotonic = monotonic
+        # EventInvokeConfig.MaximumRetryAttempts: how often an asynchronous invocation is retried.
+        self.async_attempts = max_retry_attempts + 1
         self._module: ModuleType | None = None
         self._private_modules: dict[str, ModuleType] = {}
         self.invocations: list[Invocation] = []
@@ -256,12 +260,12 @@ def receive_queued_events(sqs: SQSClient, queue_url: str) -> list[dict[str, Any]
 
 
 def deliver_event(
-    function: LambdaFunction, event: dict[str, Any], *, attempts: int = ASYNC_ATTEMPTS
+    function: LambdaFunction, event: dict[str, Any], *, attempts: int | None = None
 ) -> Delivery:
-    """An asynchronous invocation: retried on error up to Lambda's limit, then given up (Lambda would send
-    it to the function's dead-letter queue)."""
+    """An asynchronous invocation: retried on error as the function's retry setting says (Lambda's default:
+    twice), then given up (Lambda would hand it to the function's on-failure destination)."""
     made: list[Invocation] = []
-    for _ in range(attempts):
+    for _ in range(function.async_attempts if attempts is None else attempts):
         invocation = function.invoke(event)
         made.append(invocation)
         if invocation.ok:
@@ -269,10 +273,6 @@ def deliver_event(
     return Delivery(event=event, attempts=made)
 
 
-def deliver_queue(
-    function: LambdaFunction, sqs: SQSClient, queue_url: str, *, attempts: int = ASYNC_ATTEMPTS
-) -> list[Delivery]:
+def deliver_queue(function: LambdaFunction, sqs: SQSClient, queue_url: str) -> list[Delivery]:
     """Deliver every event queued for ``function`` by its rule, in order."""
-    return [
-        deliver_event(function, event, attempts=attempts) for event in receive_queued_events(sqs, queue_url)
-    ]
+    return [deliver_event(function, event) for event in receive_queued_events(sqs, queue_url)]

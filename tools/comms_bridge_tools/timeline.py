@@ -52,7 +52,8 @@ def make_console(*, no_color: bool = False, file: TextIO | None = None) -> Conso
     """
     stream = file if file is not None else sys.stdout
     probe = Console(file=stream)
-    width = None if probe.is_terminal else int(os.environ.get("COLUMNS", PLAIN_WIDTH))
+    columns = os.environ.get("COLUMNS", "")
+    width = None if probe.is_terminal else int(columns) if columns.isdigit() else PLAIN_WIDTH
     return Console(
         file=stream,
         no_color=no_color or bool(os.environ.get("NO_COLOR")),
@@ -87,7 +88,7 @@ def describe_transition(detail_type: str, detail: Mapping[str, Any]) -> str:
     if kind == "Stalled":
         seconds = detail.get("stalledForSeconds")
         minutes = int(seconds) // 60 if isinstance(seconds, int | float) else "?"
-        return f"{status}, idle {minutes} min"
+        return f"no update in {minutes} min"
     if kind == "Errors Summarized":
         groups = detail.get("errorGroups") or []
         more = "+" if detail.get("truncated") else ""
@@ -364,12 +365,17 @@ class Timeline:
             table.add_row(escape(row.name), escape(path), escape(events or "-"), alerts, check)
         self.console.print(table)
 
-    def verdict(self, problems: Sequence[str]) -> None:
+    def verdict(self, problems: Sequence[str], *, story: bool = True) -> None:
+        """The last line; ``story`` False: a scenario without a script, only the generic checks ran."""
         if not problems:
-            self.console.print(
-                Text("The pipeline produced everything the story expects.", style="bold green")
+            text = (
+                "The pipeline produced everything the story expects."
+                if story
+                else "The pipeline passed the generic checks (handler invocations, event schemas)."
             )
+            self.console.print(Text(text, style="bold green"))
             return
-        self.console.print(Text("The pipeline did NOT produce what the story expects:", style="bold red"))
+        heading = "The pipeline did NOT produce what the story expects:" if story else "The pipeline failed:"
+        self.console.print(Text(heading, style="bold red"))
         for problem in problems:
             self.console.print(Text(f"  - {problem}", style="red"))

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, cast
 
 from comms_bridge.change_detection import TrackedOperation
 from comms_bridge.lease import Lease
+from comms_bridge.poller_run import LambdaContextLike, RunSummary, run
 from comms_bridge.publisher import EventPublisher, OutgoingEvent, PublishResult
 from comms_bridge.state_store import Checkpoint, Item, StateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
+
+    from comms_bridge.poller_runtime import PollerRuntime
 
 
 class RecordingPublisher(EventPublisher):
@@ -57,3 +60,24 @@ class UnwrittenLease(Lease):
 
     def release(self) -> None:
         self.held = False
+
+
+def dry_run(
+    runtime: PollerRuntime, context: LambdaContextLike | None
+) -> tuple[RunSummary, list[OutgoingEvent]]:
+    """One poller run with ``runtime``'s clients and configuration that writes nothing; returns its summary
+    and the events the real run would have published, in order."""
+    table = runtime.settings.require_state_table()
+    account = runtime.config.account_sid
+    publisher = RecordingPublisher(
+        bus_name=runtime.settings.event_bus_name, source=runtime.settings.event_source
+    )
+    summary = run(
+        client=runtime.comms,
+        store=ReadOnlyStateStore(runtime.dynamodb, table_name=table, account_sid=account),
+        lease=UnwrittenLease(runtime.dynamodb, table_name=table, account_sid=account),
+        publisher=publisher,
+        config=runtime.config,
+        context=context,
+    )
+    return summary, publisher.recorded

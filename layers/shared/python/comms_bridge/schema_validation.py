@@ -1,4 +1,4 @@
-"""Access to the JSON Schemas (draft 2020-12) of the detail-types, shipped inside the layer package.
+"""Access to the JSON Schemas (draft-04) of the detail-types, shipped inside the layer package.
 
 Only loading lives here: the layer does not depend on ``jsonschema`` at runtime. Validation for tests and
 tools is in ``tests/support/schemas.py``.
