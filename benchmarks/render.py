@@ -42,6 +42,8 @@ def _duration(seconds: float) -> str:
 
 
 def _row(window: WindowResult, label: str, figures: RunFigures) -> list[str]:
+    if figures.incomplete:
+        label += f" ({figures.incomplete:.0f} FAILED)"
     ratio = figures.comms_requests / window.full_scan_requests if window.full_scan_requests else 0.0
     return [
         f"{window.name} ({window.operations:,} ops)",

@@ -33,7 +33,9 @@ class RunFigures:
     peak_memory_bytes: float = 0  # tracemalloc peak during the invocation (0: not traced)
     max_rss_bytes: float = 0  # the handler process's resident high-water mark after the run
     true_changes: float = 0  # operations whose version moved since the previous run (simulator truth)
+    incomplete: float = 0  # invocations that raised or did not report status "complete" (a sum, not a mean)
     comms_by_endpoint: dict[str, float] = field(default_factory=dict)
+    comms_by_listing: dict[str, float] = field(default_factory=dict)  # as the handler's summary reports it
     dynamodb_by_operation: dict[str, float] = field(default_factory=dict)
     events_by_type: dict[str, float] = field(default_factory=dict)
 
@@ -57,12 +59,14 @@ def mean_figures(runs: list[RunFigures]) -> RunFigures:
         for f in fields(RunFigures)
         if not isinstance(getattr(runs[0], f.name), dict)
     }
+    scalar["incomplete"] = sum(r.incomplete for r in runs)
     # Peak memory is a maximum, not a sum: the mean would hide the worst run.
     scalar["peak_memory_bytes"] = max(r.peak_memory_bytes for r in runs)
     scalar["max_rss_bytes"] = max(r.max_rss_bytes for r in runs)
     return RunFigures(
         **scalar,
         comms_by_endpoint=_mean_map([r.comms_by_endpoint for r in runs]),
+        comms_by_listing=_mean_map([r.comms_by_listing for r in runs]),
         dynamodb_by_operation=_mean_map([r.dynamodb_by_operation for r in runs]),
         events_by_type=_mean_map([r.events_by_type for r in runs]),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -45,6 +46,7 @@ class RunPlan:
     aws_faults: list[AwsFault] = field(default_factory=list)
     budget_seconds: float | None = None  # remaining time the context reports beyond the safety margin
     overlap: bool = False
+    owners: list[str] = field(default_factory=list)  # the kind of each rule, in the order they were made
 
     @property
     def quiet(self) -> bool:
@@ -52,8 +54,9 @@ class RunPlan:
 
 
 def _comms(kind: str, rng: random.Random, plan: RunPlan) -> None:
-    endpoint = rng.choice(("list_operations", "list_operations", "fetch_operation", "*"))
-    skip = rng.randint(0, 3)
+    # Every run lists; fetches happen only for operations that left the active set.
+    endpoint = rng.choice(("list_operations", "list_operations", "*"))
+    skip = rng.randint(0, 2)  # a run makes about 3 list requests
     if kind in ("comms_429", "comms_503"):
         # Mostly absorbed by the client's retries; sometimes more than it will try (the listing fails).
         times = rng.choice((1, 2, 6))
@@ -78,7 +81,7 @@ def _comms(kind: str, rng: random.Random, plan: RunPlan) -> None:
 def _aws(kind: str, rng: random.Random, plan: RunPlan) -> None:
     if kind == "dynamodb_throttle":
         target = DYNAMODB + rng.choice(
-            ("BatchWriteItem", "BatchGetItem", "Query", "GetItem", "TransactWriteItems")
+            ("BatchWriteItem", "BatchGetItem", "Query", "GetItem", "UpdateItem", "TransactWriteItems")
         )
         # botocore makes 3 attempts: up to 2 throttles are absorbed, more fail the call.
         plan.aws_faults.append(
@@ -108,13 +111,10 @@ def _aws(kind: str, rng: random.Random, plan: RunPlan) -> None:
             )
         )
     elif kind == "checkpoint_write_fails":
-        plan.aws_faults.append(
-            AwsFault(
-                target=DYNAMODB + "TransactWriteItems",
-                kind=rng.choice(("fail_after_forward", "500")),
-                times=4,
-            )
-        )
+        # The checkpoint is written by a transaction or by an UpdateItem after the lease's (skip=1).
+        failure = rng.choice(("fail_after_forward", "500"))
+        plan.aws_faults.append(AwsFault(target=DYNAMODB + "TransactWriteItems", kind=failure, times=4))
+        plan.aws_faults.append(AwsFault(target=DYNAMODB + "UpdateItem", kind=failure, times=4, skip=1))
 
 
 def draw(rng: random.Random, deck: list[str], *, quiet_share: float = 0.4) -> RunPlan:
@@ -130,6 +130,7 @@ def draw(rng: random.Random, deck: list[str], *, quiet_share: float = 0.4) -> Ru
         kinds.append(rng.choice([k for k in ALL_KINDS if k != kinds[0]]))
     for kind in kinds:
         plan.kinds.append(kind)
+        rules, aws = len(plan.comms_rules), len(plan.aws_faults)
         if kind in COMMS_KINDS:
             _comms(kind, rng, plan)
         elif kind in AWS_KINDS:
@@ -138,6 +139,7 @@ def draw(rng: random.Random, deck: list[str], *, quiet_share: float = 0.4) -> Ru
             plan.budget_seconds = rng.uniform(0.0, 1.5)
         elif kind == "overlap":
             plan.overlap = True
+        plan.owners += [kind] * (len(plan.comms_rules) - rules + len(plan.aws_faults) - aws)
     return plan
 
 
@@ -148,10 +150,13 @@ def apply(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> No
         proxy.add(fault)
 
 
-def clear(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> int:
-    """Disarm everything; returns how many of the plan's faults actually fired."""
+def clear(plan: RunPlan, simulator: SimulatorServer, proxy: AwsFaultProxy) -> Counter[str]:
+    """Disarm everything; returns how many times each kind's rules actually fired (a rule whose request
+    never came, say after the run stopped early, did not)."""
     simulator.faults.clear()
     proxy.clear()
-    return sum(int(rule.fired) for rule in plan.comms_rules) + sum(
-        int(fault.fired) for fault in plan.aws_faults
-    )
+    fired: Counter[str] = Counter()
+    rules: list[FaultRule | AwsFault] = [*plan.comms_rules, *plan.aws_faults]
+    for kind, rule in zip(plan.owners, rules, strict=True):
+        fired[kind] += int(rule.fired)
+    return fired

@@ -131,6 +131,7 @@ def check(
     quiet = sorted(t for t in quiet_times if t > bootstrap_time)
     counts = verdict.counts
     problems = verdict.problems
+    counts["duplicates (same eventKey)"] = 0
 
     keys_by_identity: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     identity_by_key: dict[str, tuple[Any, ...]] = {}

@@ -7,9 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from comms_sim import ManualClock, Scenario, SimulatorServer
+from comms_sim import ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
-from tests.support.poller_harness import PollerHarness, make_harness
+from tests.support.poller_harness import (
+    PollerHarness,
+    make_harness,
+    new_simulator,
+    shared_aws,  # noqa: F401 - fixture
+)
 
 pytestmark = pytest.mark.integration
 
@@ -17,9 +22,9 @@ RANK = {"SCHEDULED": 0, "PROCESSING": 1, "COMPLETED": 2, "CANCELED": 2}
 
 
 @pytest.fixture
-def harness(moto_server, monkeypatch) -> Iterator[PollerHarness]:
-    with SimulatorServer(Scenario.story(), clock=ManualClock(STORY_START)) as simulator:
-        yield from make_harness(moto_server, monkeypatch, simulator, extra_env={"STALL_AFTER_SECONDS": "600"})
+def harness(shared_aws, monkeypatch) -> Iterator[PollerHarness]:  # noqa: F811 - the fixture
+    with new_simulator(Scenario.story(), ManualClock(STORY_START)) as simulator:
+        yield from make_harness(shared_aws, monkeypatch, simulator, extra_env={"STALL_AFTER_SECONDS": "600"})
 
 
 def recorded_states(harness: PollerHarness) -> dict[str, dict[str, object]]:

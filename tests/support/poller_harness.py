@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from comms_bridge.poller_events import POLLER_DETAIL_TYPES
 from comms_bridge_tools.local_stack import LocalStack
-from comms_sim import SimulatorServer
+from comms_sim import ManualClock, Scenario, SimulatorServer
 from tests.support.aws_fault_proxy import AwsFaultProxy
 from tests.support.moto_server import FAKE_AWS_ENV, MotoServer
 from tests.support.schemas import validate_detail
@@ -85,7 +86,11 @@ class PollerHarness:
 
     def drain(self, wait: float = 0.5) -> list[dict[str, Any]]:
         """New events on the bus since the last drain; each one validated against its JSON Schema."""
-        events = self.stack.drain(self.stack.capture_queue_url, wait)
+        events = [
+            event
+            for event in self.stack.drain(self.stack.capture_queue_url, wait)
+            if event.get("detail", {}).get("accountSid") == self.simulator.account_sid
+        ]
         for event in events:
             assert event["detail-type"] in POLLER_DETAIL_TYPES
             assert event["source"] == self.stack.event_source
@@ -99,34 +104,59 @@ class PollerHarness:
         table = self.stack.client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in table.get_paginator("scan").paginate(TableName=self.stack.state_table_name):
-            items.extend(page["Items"])
+            items.extend(item for item in page["Items"] if self.simulator.account_sid in item["pk"]["S"])
         return items
 
 
+@dataclass
+class SharedAws:
+    """One fault proxy and one provisioned stack for the whole session: tests keep apart by using their
+    own Twilio account (state items are keyed by account; captured events are filtered by it)."""
+
+    proxy: AwsFaultProxy
+    stack: LocalStack
+
+
+@pytest.fixture(scope="session")
+def shared_aws(moto_server: MotoServer) -> Iterator[SharedAws]:
+    proxy = AwsFaultProxy(moto_server.endpoint_url).start()
+    try:
+        stack = LocalStack.provision({**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": proxy.endpoint_url})
+        yield SharedAws(proxy=proxy, stack=stack)
+    finally:
+        proxy.stop()
+
+
+def new_simulator(scenario: Scenario, clock: ManualClock) -> SimulatorServer:
+    """A simulator with an account of its own (``AC`` + 32 hex)."""
+    account = "AC" + uuid.uuid4().hex
+    return SimulatorServer(scenario, clock=clock, credentials={account: uuid.uuid4().hex})
+
+
 def make_harness(
-    moto_server: MotoServer,
+    shared: SharedAws,
     monkeypatch: pytest.MonkeyPatch,
     simulator: SimulatorServer,
     *,
-    parameters: dict[str, str] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[PollerHarness]:
-    proxy = AwsFaultProxy(moto_server.endpoint_url).start()
+    proxy, stack = shared.proxy, shared.stack
+    proxy.clear()
+    aws = {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": proxy.endpoint_url}
+    for key, value in aws.items():
+        monkeypatch.setenv(key, value)
+    secret = stack.client("secretsmanager").create_secret(
+        Name=f"{stack.prefix}/twilio-{simulator.account_sid}",
+        SecretString=json.dumps({"accountSid": simulator.account_sid, "authToken": simulator.auth_token}),
+    )
+    env = {**stack.function_environment("PollerFunction"), "COMMS_API_BASE_URL": simulator.base_url}
+    env["TWILIO_SECRET_ARN"] = secret["ARN"]
+    env.update(extra_env or {})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    stack.drain(stack.capture_queue_url, 0)  # whatever earlier tests left behind
+    proxy.reset_counts()
     try:
-        aws = {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": proxy.endpoint_url}
-        for key, value in aws.items():
-            monkeypatch.setenv(key, value)
-        stack = LocalStack.provision(
-            aws,
-            parameters=parameters,
-            twilio_secret={"accountSid": simulator.account_sid, "authToken": simulator.auth_token},
-        )
-        env = {**stack.function_environment("PollerFunction"), "COMMS_API_BASE_URL": simulator.base_url}
-        env["TWILIO_SECRET_ARN"] = stack.parameters["TwilioSecretArn"]
-        env.update(extra_env or {})
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        proxy.reset_counts()
         yield PollerHarness(stack=stack, proxy=proxy, simulator=simulator, env=env, monkeypatch=monkeypatch)
     finally:
-        proxy.stop()
+        proxy.clear()

@@ -7,7 +7,7 @@ it, and the lease is held without being written (a dry run must not block a real
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
@@ -15,7 +15,7 @@ from comms_bridge.change_detection import TrackedOperation
 from comms_bridge.lease import Lease
 from comms_bridge.poller_run import LambdaContextLike, RunSummary, run
 from comms_bridge.publisher import EventPublisher, OutgoingEvent, PublishResult
-from comms_bridge.state_store import Checkpoint, Item, StateStore
+from comms_bridge.state_store import Checkpoint, StateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -41,13 +41,15 @@ class ReadOnlyStateStore(StateStore):
 
     skipped_writes: int = 0
 
-    def write_states(self, states: Sequence[TrackedOperation]) -> None:
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
         self.skipped_writes += len(states)
 
     def forget(self, operation_ids: Sequence[str]) -> None:
         self.skipped_writes += len(operation_ids)
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_key: Item, lease_owner: str) -> None:
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
         self.skipped_writes += 1
 
 

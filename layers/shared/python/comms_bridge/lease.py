@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-LEASE_CLEANUP_SECONDS: Final = 86_400
-"""TTL removes a lapsed lease item a day after it lapsed (it is harmless until then)."""
-
 
 class Lease:
+    """The lease lives on the account's checkpoint item (``owner`` + ``leaseUntil``), so the checkpoint
+    write can be conditional on still holding it without a transaction, and taking the lease returns
+    the checkpoint in the same call."""
+
     def __init__(
         self, dynamodb: DynamoDBClient, *, table_name: str, account_sid: str, owner: str | None = None
     ) -> None:
@@ -30,44 +31,48 @@ class Lease:
         self.account_sid = account_sid
         self.owner = owner or uuid.uuid4().hex
         self.held = False
+        self.item: dict[str, Any] = {}
 
     @property
     def key(self) -> dict[str, AttributeValueTypeDef]:
-        return {"pk": {"S": f"LEASE#{self.account_sid}"}, "sk": {"S": "LEASE"}}
+        return {"pk": {"S": f"CHECKPOINT#{self.account_sid}"}, "sk": {"S": "CHECKPOINT"}}
 
     def acquire(self, now: datetime, seconds: float) -> bool:
         """Take the lease until ``now + seconds`` unless another owner holds an unexpired one."""
         now_epoch = int(now.timestamp())
         until = now_epoch + max(int(seconds), 1)
         try:
-            self._db.put_item(
+            response = self._db.update_item(
                 TableName=self.table_name,
-                Item={
-                    **self.key,
-                    "owner": {"S": self.owner},
-                    "leaseUntil": {"N": str(until)},
-                    "expiresAt": {"N": str(until + LEASE_CLEANUP_SECONDS)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR leaseUntil < :now OR #owner = :owner",
+                Key=self.key,
+                UpdateExpression="SET #owner = :owner, leaseUntil = :until",
+                ConditionExpression="attribute_not_exists(#owner) OR leaseUntil < :now OR #owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": str(now_epoch)}, ":owner": {"S": self.owner}},
+                ExpressionAttributeValues={
+                    ":owner": {"S": self.owner},
+                    ":until": {"N": str(until)},
+                    ":now": {"N": str(now_epoch)},
+                },
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise
+        self.item = dict(response.get("Attributes", {}))
         self.held = True
         return True
 
     def release(self) -> None:
-        """Delete the lease if it is still ours; a lease taken over meanwhile is left alone."""
+        """Give the lease up if it is still ours; a lease taken over meanwhile is left alone."""
         if not self.held:
             return
         self.held = False
         try:
-            self._db.delete_item(
+            self._db.update_item(
                 TableName=self.table_name,
                 Key=self.key,
+                UpdateExpression="REMOVE #owner, leaseUntil",
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": self.owner}},

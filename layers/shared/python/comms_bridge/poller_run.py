@@ -50,7 +50,7 @@ from comms_bridge.models import (
 from comms_bridge.poller_config import PollerConfig
 from comms_bridge.publisher import EventPublisher, OutgoingEvent
 from comms_bridge.settings import BootstrapMode
-from comms_bridge.state_store import BucketState, Checkpoint, StateStore, fingerprint
+from comms_bridge.state_store import BucketState, Checkpoint, StateStore, checkpoint_from_item, fingerprint
 
 logger = logging.getLogger("comms_bridge.poller_run")
 
@@ -146,6 +146,11 @@ class PollerRun:
         self.bucket_updates: dict[str, BucketState] = {}
         self.completions: dict[str, datetime] = {}
         self.emit_first_sighting = False
+        self.indexed: set[str] = set()
+        self.buckets: dict[str, BucketState] = {}
+        self.listed_buckets: list[tuple[str, datetime, int]] = []
+        self.flush_failed = False
+        self.blind_bootstrap = False
         self._requests_before = client.request_count
 
     # -- budget ---------------------------------------------------------------------------------------
@@ -202,11 +207,20 @@ class PollerRun:
             self.metrics.add("LeaseContended", "Count", 1)
             self.summary.status = "contended"
             return
-        checkpoint = self.store.load_checkpoint() or Checkpoint()
+        # Taking the lease returned the checkpoint item; a lease that did not read it (dry run) reads it now.
+        stored = (
+            checkpoint_from_item(self.lease.item) if "pk" in self.lease.item else self.store.load_checkpoint()
+        )
+        checkpoint = stored or Checkpoint()
         self.recent = dict(checkpoint.recent)
         self.emit_first_sighting = checkpoint.bootstrapped or cfg.bootstrap_mode is BootstrapMode.EMIT
         index = self.store.active_index()
         self.known.update(index)
+        self.indexed = set(index)
+        # A baseline bootstrap reads no state for operations of never-listed buckets: none can exist
+        # (bucket membership is fixed; operations listed elsewhere before are in the active index or
+        # in buckets the recent listing covered), and nothing is published for them anyway.
+        self.blind_bootstrap = not checkpoint.bootstrapped and cfg.bootstrap_mode is BootstrapMode.BASELINE
         seen_through = _parse(checkpoint.seen_through)
         buckets = dict(checkpoint.buckets)
 
@@ -292,7 +306,7 @@ class PollerRun:
         eligible = [b for b in window_buckets(now) if bucket_start(b) < recent_from]
         ranges = plan_ranges(due, views, counts, page_size=cfg.page_size, eligible=eligible)
         mark = self.client.request_count
-        listed_buckets: list[tuple[str, datetime, int]] = []
+        self.buckets = buckets
         for position, group in enumerate(ranges):
             if not self.budget_left():
                 self.summary.stopped_reason = "time budget"
@@ -309,18 +323,14 @@ class PollerRun:
                 listed_ids,
                 None,
                 listed_counts,
+                unread=self.blind_bootstrap and all(r is None for r in refreshed),
             )
-            if not complete:
+            if not complete or self.flush_failed:
                 break
             if self.summary.skipped_malformed != skipped_before:
                 continue
-            listed_buckets.extend((b, date_before, listed_counts.get(b, 0)) for b in group)
-            if len(self.pending) >= cfg.flush_operations:
-                if not self._flush():
-                    listed_buckets = []
-                    break
-                self._commit_buckets(buckets, listed_buckets)
-                listed_buckets = []
+            # Committed (its refresh time recorded) by the next flush that succeeds.
+            self.listed_buckets.extend((b, date_before, listed_counts.get(b, 0)) for b in group)
 
         self.summary.requests_by_listing["buckets"] = self.client.request_count - mark
         mark = self.client.request_count
@@ -334,8 +344,7 @@ class PollerRun:
             self._resolve_departure(op_id, state)
 
         self.summary.requests_by_listing["fetch"] = self.client.request_count - mark
-        if self._flush():
-            self._commit_buckets(buckets, listed_buckets)
+        self._flush()
         self._save(checkpoint, buckets, new_seen_through, run_start)
 
     # -- listing --------------------------------------------------------------------------------------
@@ -358,11 +367,16 @@ class PollerRun:
         listed_ids: set[str],
         active_ids: set[str] | None,
         bucket_counts: dict[str, int] | None = None,
+        *,
+        unread: bool = False,
     ) -> bool:
         """Take every page of one listing; False if it could not be listed to the end."""
         try:
             for page in pages:
-                self._take(page, seen_through, listed_ids, active_ids, bucket_counts)
+                self._take(page, seen_through, listed_ids, active_ids, bucket_counts, unread=unread)
+                # Memory stays bounded by a page plus FLUSH_OPERATIONS candidates.
+                if len(self.pending) >= self.config.flush_operations and not self._flush():
+                    return False
                 if page.next_token and not self.budget_left():
                     self.summary.stopped_reason = "time budget"
                     return False
@@ -378,6 +392,8 @@ class PollerRun:
         listed_ids: set[str],
         active_ids: set[str] | None,
         bucket_counts: dict[str, int] | None,
+        *,
+        unread: bool = False,
     ) -> None:
         observed_at = self.client.now()
         self.summary.operations_seen += len(page.operations)
@@ -411,6 +427,8 @@ class PollerRun:
                 operation_id=op.id,
             ):
                 continue
+            if unread:
+                self.absent.add(op.id)
             self._add_pending(op, observed_at)
 
     def _add_pending(self, op: EmailOperation, observed_at: datetime) -> None:
@@ -457,7 +475,18 @@ class PollerRun:
     # -- deciding, publishing, storing -----------------------------------------------------------------
 
     def _flush(self) -> bool:
-        """Decide the pending candidates and due stall checks, publish, store. False if anything failed."""
+        """Decide the pending candidates and due stall checks, publish, store. False if anything failed
+        (in this flush or an earlier one of the run). Bucket listings completed before it are committed
+        when it succeeds, dropped when it fails (their operations are then listed again next run)."""
+        ok = self.flush_failed is False and self._decide_publish_store()
+        if ok:
+            self._commit_buckets(self.buckets, self.listed_buckets)
+        else:
+            self.flush_failed = True
+        self.listed_buckets = []
+        return ok
+
+    def _decide_publish_store(self) -> bool:
         if not self.pending and not self.stall_checks:
             return True
         cfg = self.config
@@ -503,18 +532,23 @@ class PollerRun:
             previous = self.known.get(op_id)
             new_state = decision.new_state
             to_store.append(new_state)
-            if new_state.status.terminal and (previous is None or not previous.status.terminal):
-                # updatedAt of the first terminal version seen: the completion time as far as we can know.
+            if new_state.status.terminal and previous is not None and not previous.status.terminal:
+                # A completion seen happening (not a first sighting, whose completion time is unknown):
+                # updatedAt of the first terminal version is the completion time as far as we can know.
                 bucket = bucket_id(parse_timestamp(new_state.created_at))
                 completed = new_state.updated
                 self.completions[bucket] = max(completed, self.completions.get(bucket, completed))
         if to_store:
             # A StateStoreError propagates: the events are out, the state is not; the next run re-decides
             # against the old state and republishes the same eventKeys.
-            self.store.write_states(to_store)
+            self.store.write_states(to_store, indexed=self.indexed)
             self.summary.states_written += len(to_store)
         for state in to_store:
             self.known[state.operation_id] = state
+            if state.status.terminal:
+                self.indexed.discard(state.operation_id)
+            else:
+                self.indexed.add(state.operation_id)
             self.absent.discard(state.operation_id)
         for op_id, op in observed.items():
             if op_id in failed_ops or decisions[op_id].stale:
@@ -602,7 +636,7 @@ class PollerRun:
             buckets=kept,
             recent=prune_recent(self.recent, keep_after=keep_after),
         )
-        self.store.save_checkpoint(updated, lease_key=self.lease.key, lease_owner=self.lease.owner)
+        self.store.save_checkpoint(updated, lease_owner=self.lease.owner)
         self.summary.bootstrapped = bootstrapped
         if seen_through is not None:
             self.summary.checkpoint_lag_seconds = max((now - seen_through).total_seconds(), 0.0)

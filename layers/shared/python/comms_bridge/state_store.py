@@ -8,8 +8,8 @@ pk                             sk              item
 ``OP#<account>#<operationId>`` ``STATE``       last recorded version of one operation
 ``ACTIVE#<account>``           ``<opId>``      copy of the state of an operation last seen as
                                                SCHEDULED/PROCESSING (one Query reads them all)
-``CHECKPOINT#<account>``       ``CHECKPOINT``  watermarks, hour buckets, recently processed
-``LEASE#<account>``            ``LEASE``       overlap protection (see ``lease.py``)
+``CHECKPOINT#<account>``       ``CHECKPOINT``  watermarks, hour buckets, recently processed, and
+                                               the lease (``owner``, ``leaseUntil``; ``lease.py``)
 =============================  ==============  ===============================================
 
 Reads are ``BatchGetItem`` (100 keys) and one ``Query``; writes ``BatchWriteItem`` (25 items). Both
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -226,21 +226,24 @@ class StateStore:
                 TableName=self.table_name, Key=self.checkpoint_key(), ConsistentRead=True
             ),
         )
-        item = response.get("Item")
-        if not item:
-            return None
-        return Checkpoint.model_validate_json(item["doc"]["S"])
+        return checkpoint_from_item(response.get("Item") or {})
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def write_states(self, states: Sequence[TrackedOperation]) -> None:
-        """Store new states; keep the active index in step (put while active, delete once terminal)."""
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
+        """Store new states; keep the active index in step (put while active, delete once terminal).
+        ``indexed``: the ids that have an active index entry (None: unknown, delete for every terminal
+        state), so that a terminal operation's stats change costs one write, not two."""
         requests: list[WriteRequestTypeDef] = []
         # BatchWriteItem refuses two requests for one key: the latest state of an operation wins.
         for state in {state.operation_id: state for state in states}.values():
             attributes = _tracked_attributes(state)
             requests.append({"PutRequest": {"Item": {**self.state_key(state.operation_id), **attributes}}})
             if state.status.terminal:
+                if indexed is not None and state.operation_id not in indexed:
+                    continue
                 requests.append({"DeleteRequest": {"Key": self.active_key(state.operation_id)}})
             else:
                 requests.append(
@@ -256,35 +259,23 @@ class StateStore:
             requests.append({"DeleteRequest": {"Key": self.active_key(op_id)}})
         self._batch_write(requests)
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_key: Item, lease_owner: str) -> None:
-        """Write the checkpoint only while this run still holds the lease (one transaction)."""
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+        """Write the checkpoint only while this run still holds the lease (same item, one condition)."""
         doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
         try:
             self._call(
-                "TransactWriteItems",
-                lambda: self._db.transact_write_items(
-                    TransactItems=[
-                        {
-                            "ConditionCheck": {
-                                "TableName": self.table_name,
-                                "Key": lease_key,
-                                "ConditionExpression": "#owner = :owner",
-                                "ExpressionAttributeNames": {"#owner": "owner"},
-                                "ExpressionAttributeValues": {":owner": _s(lease_owner)},
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table_name,
-                                "Item": {**self.checkpoint_key(), "doc": _s(doc)},
-                            }
-                        },
-                    ]
+                "UpdateItem",
+                lambda: self._db.update_item(
+                    TableName=self.table_name,
+                    Key=self.checkpoint_key(),
+                    UpdateExpression="SET doc = :doc",
+                    ConditionExpression="#owner = :owner",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":doc": _s(doc), ":owner": _s(lease_owner)},
                 ),
-                retry_codes=_RETRYABLE | {"TransactionConflictException"},
             )
         except ClientError as exc:
-            if _code(exc) == "TransactionCanceledException":
+            if _code(exc) == "ConditionalCheckFailedException":
                 raise CheckpointConflict("the lease was lost; checkpoint not written") from None
             raise
 
@@ -317,10 +308,8 @@ class StateStore:
                 if pending and attempt >= self.max_attempts:
                     raise StateStoreError(f"BatchWriteItem left {len(pending)} item(s) unprocessed")
 
-    def _call(
-        self, operation: str, call: Callable[[], Any], *, retry_codes: frozenset[str] | None = None
-    ) -> Any:
-        codes = _RETRYABLE if retry_codes is None else retry_codes
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        codes = _RETRYABLE
         attempt = 0
         while True:
             attempt += 1
@@ -351,6 +340,14 @@ _RETRYABLE: Final = frozenset(
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+
+
+def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
+    """The checkpoint stored in an item's ``doc`` (None when the item has none yet)."""
+    doc = item.get("doc")
+    if not doc:
+        return None
+    return Checkpoint.model_validate_json(doc["S"])
 
 
 def fingerprint(state: TrackedOperation) -> str:
