@@ -3,7 +3,6 @@ loader and the AWS fault proxy may move from tests/support to the tools package)
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from comms_bridge_tools.lambda_runtime import LambdaFunction
@@ -30,16 +29,3 @@ __all__ = ["AwsFault", "AwsFaultProxy", "LambdaFunction", "LocalStack", "lambda_
 def lambda_function(name: str, **kwargs: Any) -> LambdaFunction:
     """``functions/<name>`` as Lambda would run it (tools/comms_bridge_tools/lambda_runtime.py)."""
     return LambdaFunction(f"functions/{name}", **kwargs)
-
-
-def _no_delayed_ack_stall() -> None:
-    """The proxy writes headers and body separately; without TCP_NODELAY every call through it waits
-    ~40 ms for a delayed ACK (Nagle), which would dwarf the calls being measured. The simulator sets the
-    same flag on its own handler. Reported to the proxy's owner; harmless once the proxy sets it itself."""
-    from tests.support import aws_fault_proxy  # noqa: PLC0415 - only where the proxy lives in tests/
-
-    aws_fault_proxy._Handler.disable_nagle_algorithm = True
-
-
-with contextlib.suppress(ImportError):
-    _no_delayed_ack_stall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -33,3 +34,25 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     for key, value in moto_server.env().items():
         monkeypatch.setenv(key, value)
     return moto_server
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """Handlers invoked in-process configure logging: Powertools copies its handler onto our library loggers
+    and turns their propagation off, the handlers quiet urllib3 and botocore. Undo that on our loggers after
+    each test so later tests' caplog still sees records. Powertools' own service loggers are left alone: the
+    cached handler modules still hold them."""
+    manager = logging.Logger.manager
+    ours = ("comms_bridge", "comms_sim", "urllib3", "botocore")
+    saved = {
+        name: (logger.level, logger.propagate, list(logger.handlers))
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.startswith(ours)
+    }
+    yield
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(ours):
+            level, propagate, handlers = saved.get(name, (logging.NOTSET, True, []))
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.handlers[:] = handlers

@@ -8,7 +8,6 @@ built per invocation.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from typing import Any, Final
@@ -39,6 +38,7 @@ from comms_bridge.enricher import (
     SnsAlert,
 )
 from comms_bridge.errors_event import InvalidTriggerEvent, TriggerEvent, parse_trigger
+from comms_bridge.observability import quiet_secret_leaking_loggers
 from comms_bridge.publisher import EventPublisher
 from comms_bridge.settings import Settings
 from comms_bridge.slack_webhook import SecretWebhookUrl, SlackWebhook
@@ -52,10 +52,7 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 copy_config_to_registered_loggers(source_logger=logger, include={"comms_bridge"})
-# At DEBUG, urllib3 logs request paths (the Slack webhook's path is its secret) and botocore logs response
-# bodies (secret values): neither may log below INFO, whatever the function's log level.
-for _noisy in ("urllib3", "botocore"):
-    logging.getLogger(_noisy).setLevel(max(logging.getLogger(_noisy).getEffectiveLevel(), logging.INFO))
+quiet_secret_leaking_loggers()
 
 _AWS_CONFIG: Final = Config(
     retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10

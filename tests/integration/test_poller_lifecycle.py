@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -158,3 +161,105 @@ def test_steady_state_cost_counts_calls_not_time(week: PollerHarness) -> None:
         f"bootstrap {boot['comms_requests']} requests in {boot['duration_ms']} ms, "
         f"runs {[r['duration_ms'] for r in runs]}"
     )
+
+
+STALLED_AT_BOOTSTRAP = Scenario.from_dict(
+    {
+        "name": "stalled-at-bootstrap",
+        "operations": [
+            # PROCESSING and not moving for 3 days already when the poller is first deployed.
+            {
+                "name": "stuck",
+                "created": "-3d",
+                "total": 100,
+                "duration": "1h",
+                "step": "1m",
+                "stall": {"at": "-2d23h50m", "for": None},
+            },
+            {"name": "fresh", "created": "-5m", "total": 10, "duration": "20m", "step": "1m"},
+        ],
+    }
+)
+
+
+@pytest.fixture
+def stalled(shared_aws, monkeypatch) -> Iterator[PollerHarness]:  # noqa: F811 - the fixture
+    # The API clock near the local one, as in production: the very first listing of a cold start, before
+    # any API Date header is known, takes its startDate from the local clock.
+    start = datetime.now(UTC).replace(microsecond=0)
+    with new_simulator(STALLED_AT_BOOTSTRAP, ManualClock(start)) as simulator:
+        yield from make_harness(shared_aws, monkeypatch, simulator, extra_env={"BOOTSTRAP_MODE": "baseline"})
+
+
+def test_a_baseline_bootstrap_over_two_runs_reports_an_old_stall_only_afterwards(
+    stalled: PollerHarness,
+) -> None:
+    sim = stalled.simulator
+    stuck = sim.operation_id("stuck")
+
+    def recorded() -> bool:
+        return any(item["sk"]["S"] == stuck for item in stalled.state_items())
+
+    def remaining() -> int:
+        # Plenty until the stuck operation is recorded (active index), then below the safety margin.
+        return 3_000 if recorded() else 60_000
+
+    # The first run records the stuck operation and stops before every bucket is listed; the second one,
+    # still baseline, meets it again as a tracked PROCESSING operation (the stall check's path).
+    short = stalled.invoke(FakeContext(remaining))
+    assert short["stopped_reason"] == "time budget" and not short["bootstrapped"]
+    assert recorded()
+    full = stalled.invoke(FakeContext(60_000))
+    assert full["status"] == "complete" and full["bootstrapped"]
+    assert stalled.drain(wait=0.2) == [], "a baseline bootstrap publishes nothing, stalls included"
+
+    sim.advance(60)
+    after = stalled.invoke()
+    assert after["status"] == "complete"
+    events = [e for e in stalled.drain() if e["detail"]["operationId"] == stuck]
+    assert [e["detail-type"] for e in events] == ["Email Operation Stalled"]
+
+
+def test_debug_logging_never_shows_secrets(
+    story: PollerHarness, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At DEBUG botocore would log GetSecretValue's response body (the auth token): it stays at INFO.
+    caplog.set_level(logging.DEBUG)
+    for name in ("botocore", "urllib3"):  # as in a fresh container, whatever imported earlier set
+        caplog.set_level(logging.DEBUG, logger=name)
+    story.set_env(POWERTOOLS_LOG_LEVEL="DEBUG")
+    summary = story.invoke(cold=True)
+    assert logging.getLogger("botocore").level >= logging.INFO
+    assert summary["status"] == "complete"
+    output = capsys.readouterr()
+    everything = caplog.text + output.out + output.err
+    assert "poller run finished" in everything
+    assert story.simulator.auth_token not in everything
+
+
+def test_a_checkpoint_in_the_earlier_recent_layout_is_read_and_rewritten_compact(
+    story: PollerHarness,
+) -> None:
+    # The layout that outgrew 400 KB after a burst (operation id -> "<updatedAt> <fingerprint>"): a
+    # deployment stuck with it recovers, the entries are dropped (each costs a state read at most).
+    assert story.invoke()["status"] == "complete"
+    db = story.stack.client("dynamodb")
+    key = {"pk": {"S": f"CHECKPOINT#{story.simulator.account_sid}"}, "sk": {"S": "CHECKPOINT"}}
+    item = db.get_item(TableName=story.stack.state_table_name, Key=key)["Item"]
+    doc = json.loads(item["doc"]["S"])
+    doc["recent"] = {
+        f"comms_operation_{n:026d}": f"2026-01-05T08:59:{n % 60:02d}Z {n:016x}" for n in range(3000)
+    }
+    db.update_item(
+        TableName=story.stack.state_table_name,
+        Key=key,
+        UpdateExpression="SET doc = :doc",
+        ExpressionAttributeValues={":doc": {"S": json.dumps(doc)}},
+    )
+    story.simulator.advance(60)
+    for _ in range(2):
+        assert story.invoke()["status"] == "complete"
+        item = db.get_item(TableName=story.stack.state_table_name, Key=key)["Item"]
+        recent = json.loads(item["doc"]["S"])["recent"]
+        assert not any(minute.startswith("comms_operation_") for minute in recent)
+        assert len(item["doc"]["S"]) < 50_000

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from botocore.config import Config
 
 from comms_bridge.change_detection import TrackedOperation
+from comms_bridge.discovery import RECENT_MAX_ENTRIES, RecentVersions, recent_key, window_buckets
 from comms_bridge.lease import Lease
 from comms_bridge.models import EmailOperationStats, OperationStatus
 from comms_bridge.poller_runtime import AWS_CLIENT_CONFIG
 from comms_bridge.state_store import (
+    CHECKPOINT_DOC_MAX_BYTES,
     BucketState,
     Checkpoint,
     CheckpointConflict,
@@ -141,3 +143,57 @@ def test_lease_is_exclusive_lapses_and_guards_the_checkpoint(dynamodb, table) ->
     )
     second.release()
     assert Lease(dynamodb, table_name=table, account_sid=ACCOUNT).acquire(later, 60)
+
+
+def _full_buckets() -> dict[str, BucketState]:
+    """Every hour of retention listed and with a completion: the largest bucket map there is."""
+    stamp = "2026-11-27T12:59:59.123Z"
+    return {bucket: BucketState(r=stamp, c=stamp, n=1000) for bucket in window_buckets(NOW)}
+
+
+def _versions(count: int) -> RecentVersions:
+    recent = RecentVersions()
+    for n in range(count):
+        updated = NOW - timedelta(seconds=n % 3600)
+        recent.add(recent_key(op_id(n), f"{updated:%Y-%m-%dT%H:%M:%S}.123Z", f"{n:016x}"), updated)
+    return recent
+
+
+def test_checkpoint_after_a_burst_stays_under_the_item_limit(dynamodb, table) -> None:
+    # A burst: 12,000 versions processed within the lookback (5,000 completions, stats changes, ...).
+    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert lease.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    checkpoint = Checkpoint(
+        bootstrapped=True,
+        seen_through="2026-11-27T12:59:00Z",
+        buckets=_full_buckets(),
+        recent=_versions(12_000).to_stored(keep_after=NOW - timedelta(hours=2)),
+    )
+    s.save_checkpoint(checkpoint, lease_owner=lease.owner)  # once failed: item over 400 KB
+    loaded = s.load_checkpoint()
+    assert loaded == checkpoint
+    assert len(RecentVersions.from_stored(loaded.recent)) == RECENT_MAX_ENTRIES
+    assert len(loaded.model_dump_json(by_alias=True, exclude_none=True)) < 200_000
+    # The next run's checkpoint saves too (every later run used to fail the same way).
+    s.save_checkpoint(
+        loaded.model_copy(update={"last_run_at": "2026-11-27T13:01:00Z"}), lease_owner=lease.owner
+    )
+    assert s.load_checkpoint().last_run_at == "2026-11-27T13:01:00Z"
+
+
+def test_an_oversized_checkpoint_is_trimmed_not_refused(dynamodb, table) -> None:
+    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert lease.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    # More than the cap (the guard is the last line of defence): ~480 KB of recent versions.
+    recent = _versions(40_000).to_stored(keep_after=NOW - timedelta(hours=2), max_entries=40_000)
+    s.save_checkpoint(Checkpoint(buckets=_full_buckets(), recent=recent), lease_owner=lease.owner)
+    loaded = s.load_checkpoint()
+    assert loaded is not None and loaded.buckets == _full_buckets()
+    doc = loaded.model_dump_json(by_alias=True, exclude_none=True)
+    assert CHECKPOINT_DOC_MAX_BYTES * 0.9 < len(doc) <= CHECKPOINT_DOC_MAX_BYTES
+    kept = RecentVersions.from_stored(loaded.recent)
+    newest = recent_key(op_id(0), f"{NOW:%Y-%m-%dT%H:%M:%S}.123Z", f"{0:016x}")
+    assert newest in kept and len(kept) < 40_000
+    assert min(loaded.recent) > min(recent)  # the oldest minutes went first

@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comms_bridge.discovery import (
+    RECENT_KEY_CHARS,
+    RECENT_MAX_ENTRIES,
     BucketView,
     Cadence,
+    RecentVersions,
     bucket_id,
     bucket_start,
     due_buckets,
@@ -18,9 +21,9 @@ from comms_bridge.discovery import (
     is_candidate,
     parse_duration,
     plan_ranges,
-    prune_recent,
-    recent_entry,
+    recent_key,
     recent_start,
+    trim_stored_recent,
     window_buckets,
 )
 from comms_bridge.poller_config import PollerConfig
@@ -118,19 +121,69 @@ def test_limit_keeps_the_most_overdue() -> None:
 def test_candidates_follow_the_seen_through_rule() -> None:
     seen = datetime(2026, 11, 27, 13, 0, 0, tzinfo=UTC)
     lookback = timedelta(seconds=60)
-    kwargs = {"seen_through": seen, "lookback": lookback, "recent": {}, "operation_id": "op"}
+    kwargs = {"seen_through": seen, "lookback": lookback, "recent": RecentVersions()}
     assert is_candidate("2026-11-27T12:59:30Z", "v", **kwargs)  # within the lookback
     assert not is_candidate("2026-11-27T12:58:59Z", "v", **kwargs)  # listed and processed before
     assert is_candidate("2020-01-01T00:00:00Z", "v", **{**kwargs, "seen_through": None})
-    entry = recent_entry("2026-11-27T12:59:30Z", "abc")
-    assert not is_candidate("2026-11-27T12:59:30Z", entry, **{**kwargs, "recent": {"op": entry}})
-    other = recent_entry("2026-11-27T12:59:30Z", "def")  # same second, other version
-    assert is_candidate("2026-11-27T12:59:30Z", other, **{**kwargs, "recent": {"op": entry}})
+    version = recent_key("op", "2026-11-27T12:59:30Z", "abc")
+    recent = RecentVersions({version: datetime(2026, 11, 27, 12, 59, 30, tzinfo=UTC)})
+    assert not is_candidate("2026-11-27T12:59:30Z", version, **{**kwargs, "recent": recent})
+    other = recent_key("op", "2026-11-27T12:59:30Z", "def")  # same second, other version
+    assert is_candidate("2026-11-27T12:59:30Z", other, **{**kwargs, "recent": recent})
+    assert recent_key("op2", "2026-11-27T12:59:30Z", "abc") != version  # other operation
 
 
-def test_prune_recent() -> None:
-    recent = {"a": recent_entry("2026-11-27T12:00:00Z", "x"), "b": recent_entry("2026-11-27T13:00:00Z", "y")}
-    assert prune_recent(recent, keep_after=datetime(2026, 11, 27, 12, 30, tzinfo=UTC)) == {"b": recent["b"]}
+def test_recent_keys_are_short_and_fixed_width() -> None:
+    keys = {
+        recent_key(f"comms_operation_{n:026d}", "2026-11-27T12:59:30.123Z", f"{n:016x}") for n in range(5000)
+    }
+    assert len(keys) == 5000
+    assert {len(key) for key in keys} == {RECENT_KEY_CHARS}
+
+
+def _at(minute: int, second: int = 0) -> datetime:
+    return datetime(2026, 11, 27, 12, 0, tzinfo=UTC) + timedelta(minutes=minute, seconds=second)
+
+
+def test_recent_versions_round_trip_and_prune_by_age() -> None:
+    recent = RecentVersions()
+    recent.add(recent_key("a", "x", "1"), _at(0, 10))
+    recent.add(recent_key("b", "x", "1"), _at(30, 5))
+    recent.add(recent_key("c", "x", "1"), _at(30, 50))
+    stored = recent.to_stored(keep_after=_at(30, 40))  # minute precision: the whole 12:30 minute stays
+    assert list(stored) == ["2026-11-27T12:30"]
+    back = RecentVersions.from_stored(stored)
+    assert len(back) == 2 and recent_key("b", "x", "1") in back and recent_key("a", "x", "1") not in back
+
+
+def test_recent_versions_keep_the_newest_up_to_the_cap() -> None:
+    recent = RecentVersions()
+    for n in range(RECENT_MAX_ENTRIES + 500):
+        recent.add(recent_key(f"op{n}", "t", "f"), _at(n // 100))
+    stored = recent.to_stored(keep_after=_at(0))
+    back = RecentVersions.from_stored(stored)
+    assert len(back) == RECENT_MAX_ENTRIES
+    assert recent_key(f"op{RECENT_MAX_ENTRIES + 499}", "t", "f") in back  # newest kept
+    assert recent_key("op0", "t", "f") not in back  # oldest dropped
+    assert sum(len(keys) for keys in stored.values()) == RECENT_MAX_ENTRIES * RECENT_KEY_CHARS
+
+
+def test_recent_versions_ignore_an_unreadable_stored_form() -> None:
+    # The earlier layout (operation id -> "<updatedAt> <fingerprint>") is dropped, not fatal.
+    assert len(RecentVersions.from_stored({"comms_operation_1": "2026-11-27T12:00:00Z abcdef"})) == 0
+
+
+def test_trim_stored_recent_drops_the_oldest_first() -> None:
+    stored = {"2026-11-27T12:01": "B" * RECENT_KEY_CHARS * 3, "2026-11-27T12:00": "A" * RECENT_KEY_CHARS * 2}
+    assert trim_stored_recent(stored, drop_bytes=1) == {
+        "2026-11-27T12:01": stored["2026-11-27T12:01"],
+        "2026-11-27T12:00": "A" * RECENT_KEY_CHARS,
+    }
+    # The whole oldest minute (its keys and its JSON member) and one byte more: one key of the next one.
+    older = len(stored["2026-11-27T12:00"]) + len('"2026-11-27T12:00":"",')
+    trimmed = trim_stored_recent(stored, drop_bytes=older + 1)
+    assert trimmed == {"2026-11-27T12:01": "B" * RECENT_KEY_CHARS * 2}
+    assert trim_stored_recent(stored, drop_bytes=10**6) == {}
 
 
 def test_plan_ranges_groups_never_listed_days_and_small_buckets() -> None:

@@ -153,7 +153,10 @@ def cmd_checkpoint_show(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"  seen through   {checkpoint.seen_through or '-'}\n")
     out.write(f"  last run at    {checkpoint.last_run_at or '-'}\n")
     out.write(f"  hour buckets   {len(checkpoint.buckets)} tracked\n")
-    out.write(f"  recent         {len(checkpoint.recent)} version(s) remembered for the lookback\n")
+    from comms_bridge.discovery import RecentVersions  # noqa: PLC0415
+
+    remembered = len(RecentVersions.from_stored(checkpoint.recent))
+    out.write(f"  recent         {remembered} version(s) remembered for the lookback\n")
     return 0
 
 

@@ -16,8 +16,10 @@ earlier complete listing and processed then.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -143,34 +145,96 @@ def is_candidate(
     *,
     seen_through: datetime | None,
     lookback: timedelta,
-    recent: Mapping[str, str],
-    operation_id: str,
+    recent: Container[str],
 ) -> bool:
-    """True if this listed version may be one the poller has not processed yet."""
-    if recent.get(operation_id) == version:
+    """True if this listed version (``version``: its :func:`recent_key`) may be one the poller has not
+    processed yet."""
+    if version in recent:
         return False
     if seen_through is None:
         return True
     return parse_timestamp(updated_at) >= seen_through - lookback
 
 
-def recent_entry(updated_at: str, fingerprint: str) -> str:
-    return f"{updated_at} {fingerprint}"
+RECENT_KEY_CHARS: Final = 12
+"""9 bytes (72 bits) of BLAKE2b in base64url: a false match among thousands of remembered versions is
+astronomically unlikely, and each entry costs 12 bytes of the checkpoint item instead of ~90."""
+
+RECENT_MAX_ENTRIES: Final = 10_000
+"""At most ~125 KB of the checkpoint item (DynamoDB's limit is 400 KB): a 5,000-operation burst fits
+whole. Dropping an entry only costs a state read later (the version is then read and compared)."""
+
+_MINUTE_FORMAT: Final = "%Y-%m-%dT%H:%M"
 
 
-RECENT_MAX_ENTRIES: Final = 4000
-"""Keeps the checkpoint item far below DynamoDB's 400 KB; dropping an entry only costs a re-read."""
+def recent_key(operation_id: str, updated_at: str, fingerprint: str) -> str:
+    """Compact identity of one processed version of one operation."""
+    text = f"{operation_id} {updated_at} {fingerprint}".encode()
+    return base64.urlsafe_b64encode(hashlib.blake2b(text, digest_size=9).digest()).decode()
 
 
-def prune_recent(recent: Mapping[str, str], *, keep_after: datetime) -> dict[str, str]:
-    """Drop processed versions the lookback can no longer reach (and the oldest beyond the cap)."""
-    kept = [
-        (entry, op_id)
-        for op_id, entry in recent.items()
-        if parse_timestamp(entry.split(" ", 1)[0]) >= keep_after
-    ]
-    kept.sort(reverse=True)
-    return {op_id: entry for entry, op_id in kept[:RECENT_MAX_ENTRIES]}
+class RecentVersions:
+    """Versions processed recently (:func:`recent_key` -> ``updatedAt``), so that a lookback re-listing
+    them costs no state read. Only an optimisation: a version missing here is read and compared.
+
+    Stored in the checkpoint as ``{"<updatedAt minute>": "<key><key>..."}``: fixed-width keys
+    concatenated per minute of ``updatedAt`` (minutes are precise enough to prune by age)."""
+
+    def __init__(self, entries: Mapping[str, datetime] | None = None) -> None:
+        self._entries: dict[str, datetime] = dict(entries or {})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, key: str, updated: datetime) -> None:
+        self._entries[key] = updated
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, str]) -> RecentVersions:
+        """Read the stored form; anything unreadable (e.g. an older layout) is skipped, never fatal."""
+        entries: dict[str, datetime] = {}
+        for minute, keys in stored.items():
+            try:
+                updated = datetime.strptime(minute, _MINUTE_FORMAT).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if len(keys) % RECENT_KEY_CHARS or " " in keys:
+                continue
+            for start in range(0, len(keys), RECENT_KEY_CHARS):
+                entries[keys[start : start + RECENT_KEY_CHARS]] = updated
+        return cls(entries)
+
+    def to_stored(self, *, keep_after: datetime, max_entries: int = RECENT_MAX_ENTRIES) -> dict[str, str]:
+        """The stored form of the entries a lookback can still reach (``updatedAt`` not before
+        ``keep_after``), newest first, at most ``max_entries``."""
+        floor = keep_after.replace(second=0, microsecond=0)
+        kept = sorted(
+            ((updated, key) for key, updated in self._entries.items() if updated >= floor), reverse=True
+        )[: max(max_entries, 0)]
+        grouped: dict[str, list[str]] = {}
+        for updated, key in kept:
+            grouped.setdefault(updated.strftime(_MINUTE_FORMAT), []).append(key)
+        return {minute: "".join(sorted(keys)) for minute, keys in sorted(grouped.items(), reverse=True)}
+
+
+def trim_stored_recent(stored: Mapping[str, str], *, drop_bytes: int) -> dict[str, str]:
+    """Drop at least ``drop_bytes`` of stored entries, oldest minutes first (whole keys only)."""
+    kept = dict(sorted(stored.items(), reverse=True))
+    for minute in sorted(kept):
+        if drop_bytes <= 0:
+            break
+        keys = kept[minute]
+        drop_keys = min(len(keys) // RECENT_KEY_CHARS, -(-drop_bytes // RECENT_KEY_CHARS))
+        if drop_keys * RECENT_KEY_CHARS >= len(keys):
+            del kept[minute]
+            drop_bytes -= len(keys) + len(minute) + 6  # the key, quotes, colon and comma go too
+        else:
+            kept[minute] = keys[drop_keys * RECENT_KEY_CHARS :]
+            drop_bytes -= drop_keys * RECENT_KEY_CHARS
+    return kept
 
 
 def group_by_bucket(created: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

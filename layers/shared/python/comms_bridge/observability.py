@@ -16,6 +16,7 @@ from typing import Final
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 DEFAULT_NAMESPACE: Final = "CommsBridge"
+SECRET_LEAKING_LOGGERS: Final = ("urllib3", "botocore")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ def build(service: str) -> Observability:
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
     logger = Logger(service=service)
     route_library_logs(logger)
+    quiet_secret_leaking_loggers()
     return Observability(
         logger=logger,
         tracer=Tracer(service=service),
@@ -49,3 +51,12 @@ def route_library_logs(logger: Logger) -> None:
             library.addHandler(handler)
     library.setLevel(logger.log_level)
     library.propagate = False
+
+
+def quiet_secret_leaking_loggers() -> None:
+    """Keep ``urllib3`` and ``botocore`` at INFO or above, whatever the function's log level: at DEBUG,
+    urllib3 logs request URLs (a Slack webhook's path is its secret) and botocore logs response bodies
+    (GetSecretValue's is the secret value)."""
+    for name in SECRET_LEAKING_LOGGERS:
+        library = logging.getLogger(name)
+        library.setLevel(max(library.getEffectiveLevel(), logging.INFO))

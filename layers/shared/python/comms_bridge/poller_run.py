@@ -6,7 +6,7 @@ Order of guarantees (contract §4):
 * a listing's watermark (``seenThrough`` for the active and recent lists, ``refreshed`` for an hour
   bucket) is written only after every candidate it produced was published and stored, otherwise the next
   run lists it again (republishes then carry the same ``eventKey``);
-* the checkpoint is written in one transaction with a check that this run still holds the lease.
+* the checkpoint is written by one UpdateItem conditional on this run still holding the lease.
 
 Memory stays bounded by a page plus the candidates (operations that changed), never by the window.
 """
@@ -27,6 +27,7 @@ from comms_bridge.discovery import (
     HOUR,
     RETENTION,
     BucketView,
+    RecentVersions,
     bucket_id,
     bucket_start,
     due_buckets,
@@ -34,8 +35,7 @@ from comms_bridge.discovery import (
     group_by_bucket,
     is_candidate,
     plan_ranges,
-    prune_recent,
-    recent_entry,
+    recent_key,
     recent_start,
     window_buckets,
 )
@@ -142,7 +142,7 @@ class PollerRun:
         self.absent: set[str] = set()
         self.pending: dict[str, _Pending] = {}
         self.stall_checks: set[str] = set()
-        self.recent: dict[str, str] = {}
+        self.recent = RecentVersions()
         self.bucket_updates: dict[str, BucketState] = {}
         self.completions: dict[str, datetime] = {}
         self.emit_first_sighting = False
@@ -212,7 +212,7 @@ class PollerRun:
             checkpoint_from_item(self.lease.item) if "pk" in self.lease.item else self.store.load_checkpoint()
         )
         checkpoint = stored or Checkpoint()
-        self.recent = dict(checkpoint.recent)
+        self.recent = RecentVersions.from_stored(checkpoint.recent)
         self.emit_first_sighting = checkpoint.bootstrapped or cfg.bootstrap_mode is BootstrapMode.EMIT
         index = self.store.active_index()
         self.known.update(index)
@@ -261,9 +261,13 @@ class PollerRun:
         # A listing with malformed items is not "seen through": the next run lists it again, so a version
         # that was malformed once is not lost. (Departures only need the listing read to the end.)
         active_clean = self.summary.skipped_malformed == skipped_before
-        for op_id, state in index.items():
-            if (op_id in listed_ids or op_id in self.pending) and state.status is OperationStatus.PROCESSING:
-                self.stall_checks.add(op_id)
+        # A baseline bootstrap publishes nothing, stalls included, however many runs it takes: a stall
+        # already due then is reported by the first run after it.
+        if self.emit_first_sighting:
+            for op_id, state in index.items():
+                still_listed = op_id in listed_ids or op_id in self.pending
+                if still_listed and state.status is OperationStatus.PROCESSING:
+                    self.stall_checks.add(op_id)
         flushed = self._flush()
         if not flushed:
             self._save(checkpoint, buckets, seen_through, run_start)
@@ -417,14 +421,13 @@ class PollerRun:
                 if not _same_version(known, op):
                     self._add_pending(op, observed_at)
                 continue
-            version = recent_entry(op.updated_at, fingerprint(TrackedOperation.from_operation(op)))
+            version = recent_key(op.id, op.updated_at, fingerprint(TrackedOperation.from_operation(op)))
             if not is_candidate(
                 op.updated_at,
                 version,
                 seen_through=seen_through,
                 lookback=self.config.lookback,
                 recent=self.recent,
-                operation_id=op.id,
             ):
                 continue
             if unread:
@@ -463,7 +466,6 @@ class PollerRun:
     def _forget(self, op_id: str, reason: str) -> None:
         self.store.forget([op_id])
         self.known.pop(op_id, None)
-        self.recent.pop(op_id, None)
         self.summary.retention_dropped += 1
         self.metrics.add("RetentionDropped", "Count", 1)
         logger.warning(
@@ -553,7 +555,9 @@ class PollerRun:
         for op_id, op in observed.items():
             if op_id in failed_ops or decisions[op_id].stale:
                 continue
-            self.recent[op_id] = recent_entry(op.updated_at, fingerprint(TrackedOperation.from_operation(op)))
+            self.recent.add(
+                recent_key(op_id, op.updated_at, fingerprint(TrackedOperation.from_operation(op))), op.updated
+            )
         return not failed_ops
 
     def _publish(self, changes: dict[str, list[Change]]) -> set[str]:
@@ -634,7 +638,7 @@ class PollerRun:
             seen_through=format_timestamp(seen_through) if seen_through else None,
             last_run_at=format_timestamp(run_start),
             buckets=kept,
-            recent=prune_recent(self.recent, keep_after=keep_after),
+            recent=self.recent.to_stored(keep_after=keep_after),
         )
         self.store.save_checkpoint(updated, lease_owner=self.lease.owner)
         self.summary.bootstrapped = bootstrapped

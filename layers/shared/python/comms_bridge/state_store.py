@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from comms_bridge.change_detection import TrackedOperation
+from comms_bridge.discovery import trim_stored_recent
 from comms_bridge.models import STAT_FIELDS, EmailOperationStats, OperationStatus, parse_timestamp
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ STATE_TTL_AFTER_CREATION: Final = timedelta(days=8)
 """Twilio keeps operations 7 days after creation; state outlives that by a day, then TTL removes it."""
 
 Item = dict[str, "AttributeValueTypeDef"]
+logger = logging.getLogger(__name__)
 
 
 class StateStoreError(RuntimeError):
@@ -66,8 +69,9 @@ class BucketState(BaseModel):
 
 class Checkpoint(BaseModel):
     """Per account. ``seen_through``: API time at the start of the last run whose active lists and
-    recent list were processed completely. ``recent``: operation id -> ``"<updatedAt> <fingerprint>"`` of
-    versions already processed that a lookback would otherwise re-read."""
+    recent list were processed completely. ``buckets``: only the hour buckets inside retention (169 at
+    most). ``recent``: versions already processed that a lookback would otherwise re-read, in the
+    compact, capped form of :meth:`comms_bridge.discovery.RecentVersions.to_stored`."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -260,8 +264,9 @@ class StateStore:
         self._batch_write(requests)
 
     def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
-        """Write the checkpoint only while this run still holds the lease (same item, one condition)."""
-        doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
+        """Write the checkpoint only while this run still holds the lease (same item, one condition),
+        ``recent`` trimmed if the item would grow past the safe size (:func:`fit_checkpoint`)."""
+        _, doc = fit_checkpoint(checkpoint)
         try:
             self._call(
                 "UpdateItem",
@@ -340,6 +345,30 @@ _RETRYABLE: Final = frozenset(
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+
+
+CHECKPOINT_DOC_MAX_BYTES: Final = 350_000
+"""DynamoDB refuses items over 400 KB; the rest of the item (key, lease attributes) is well under 50 KB."""
+
+
+def fit_checkpoint(
+    checkpoint: Checkpoint, *, max_bytes: int = CHECKPOINT_DOC_MAX_BYTES
+) -> tuple[Checkpoint, str]:
+    """The checkpoint and its serialized ``doc``, ``recent`` trimmed (oldest first) until the doc fits in
+    ``max_bytes``: forgetting processed versions only costs state reads, a refused write stops the
+    poller for good. Fails only if the doc is too big without any ``recent`` (cannot happen: the bucket
+    map is bounded by retention)."""
+    doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
+    size = len(doc.encode())
+    while size > max_bytes and checkpoint.recent:  # every round drops at least one entry
+        recent = trim_stored_recent(checkpoint.recent, drop_bytes=size - max_bytes)
+        checkpoint = checkpoint.model_copy(update={"recent": recent})
+        doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
+        size = len(doc.encode())
+        logger.warning("checkpoint trimmed to its size limit", extra={"bytes": size})
+    if size > max_bytes:
+        raise StateStoreError(f"checkpoint of {size} bytes exceeds {max_bytes} even without recent versions")
+    return checkpoint, doc
 
 
 def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
