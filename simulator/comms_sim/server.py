@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SimulatorServer:
-    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1``. See docs/readme/simulator.md."""
+    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1`` (README: "The Comms API simulator")."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The poller's tuning knobs, read from the environment once per container (see docs/readme/poller.md)."""
+"""The poller's tuning knobs, read from the environment once per container (see README.md, "The poller")."""
 
 from __future__ import annotations
 
