@@ -171,8 +171,9 @@ def test_scenarios_dir_holds_the_story_and_doc_fixtures() -> None:
 
 
 def test_the_readme_example_scenario_loads() -> None:
-    readme = Path(__file__).resolve().parents[2] / "docs" / "readme" / "simulator.md"
-    block = readme.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The Comms API simulator", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     scenario = Scenario.from_dict(yaml.safe_load(block))
     sim = SimulatorServer(scenario)
     statuses = {

@@ -25,13 +25,12 @@ Failure policy (README.md, "Errors enricher"):
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from comms_bridge.alert_slack import render_slack_message
 from comms_bridge.alert_sns import render_sns
@@ -40,7 +39,7 @@ from comms_bridge.error_groups import ERRORS_SUMMARIZED, MAX_GROUPS, ErrorsSumma
 from comms_bridge.errors_event import TriggerEvent
 from comms_bridge.models import OperationErrorsPage
 from comms_bridge.publisher import EventPublisher, EventTooLargeError, OutgoingEvent
-from comms_bridge.settings import SettingsError
+from comms_bridge.settings import EnvSettings
 from comms_bridge.slack_webhook import SlackPostError, SlackWebhook
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ OUTCOME_FAILED: Final = "failed"
 # -- settings ---------------------------------------------------------------------------------------------
 
 
-class EnricherSettings(BaseModel):
+class EnricherSettings(EnvSettings):
     """The errors function's own environment, on top of :class:`comms_bridge.settings.Settings`."""
 
     model_config = ConfigDict(frozen=True)
@@ -77,20 +76,6 @@ class EnricherSettings(BaseModel):
     errors_safety_margin_seconds: float = Field(default=DEFAULT_SAFETY_MARGIN_SECONDS, ge=0)
     slack_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_TTL_SECONDS, ge=60)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EnricherSettings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-            )
-            raise SettingsError(f"invalid environment: {problems}") from None
 
 
 # -- ports ------------------------------------------------------------------------------------------------

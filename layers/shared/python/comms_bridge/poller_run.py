@@ -191,9 +191,9 @@ class PollerRun:
             self.summary.status = "partial"
             logger.warning("less time left than POLLER_SAFETY_MARGIN_SECONDS; not starting")
             return
-        processing = self._pages(
-            status=OperationStatus.PROCESSING, start=self.client.now() - RETENTION - HOUR
-        )
+        # The first request of a cold start has no API clock to lean on yet (contract §3), so it takes no
+        # startDate: the API itself keeps only the retention window.
+        processing = self._pages(status=OperationStatus.PROCESSING)
         try:
             first = next(processing)
         except CommsApiError as exc:

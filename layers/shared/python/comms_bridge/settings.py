@@ -11,7 +11,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Final, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -51,7 +51,27 @@ class BootstrapMode(StrEnum):
     EMIT = "emit"
 
 
-class Settings(BaseModel):
+class EnvSettings(BaseModel):
+    """Settings read from environment variables named like the fields, upper-cased; empty means unset."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid environment: {problems}") from None
+
+
+class Settings(EnvSettings):
     """What both functions read. Field names mirror the variables of contract §2."""
 
     model_config = ConfigDict(frozen=True)
@@ -72,20 +92,6 @@ class Settings(BaseModel):
     @classmethod
     def _secure_base_url(cls, value: str) -> str:
         return check_secure_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-            )
-            raise SettingsError(f"invalid environment: {problems}") from None
 
     def require_state_table(self) -> str:
         if not self.state_table_name:
