@@ -25,13 +25,10 @@ from tests.support.schemas import validate_detail
 
 ROOT = Path(__file__).resolve().parents[2]
 POLLER_APP = ROOT / "functions" / "poller" / "app.py"
-SCHEDULE_EVENT: dict[str, Any] = {
-    "version": "0",
-    "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-    "detail-type": "Scheduled Event",
-    "source": "aws.scheduler",
-    "detail": {},
-}
+# The sample the README points to; the poller ignores its payload.
+SCHEDULE_EVENT: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[2] / "events" / "poller-schedule.json").read_text()
+)
 _counter = itertools.count()
 
 
