@@ -30,6 +30,7 @@ import pytest
 from benchmarks.rig import Rig, running_rig, scheduled_event
 from benchmarks.support import LambdaFunction, lambda_function
 from comms_bridge_tools.lambda_runtime import Invocation, as_delivered
+from comms_bridge_tools.slack_receiver import SlackReceiver
 from comms_sim import ManualClock, Scenario
 from comms_sim.ids import operation_id
 from comms_sim.timeline import SendPlan
@@ -43,7 +44,6 @@ from tests.fault_suite.ground_truth import (
     check,
 )
 from tests.support.schemas import detail_errors
-from tests.support.slack_receiver import SlackReceiver
 
 SEED: Final = int(os.environ.get("FAULT_SEED", "20260105"))
 RUNS: Final = int(os.environ.get("FAULT_RUNS", "40"))

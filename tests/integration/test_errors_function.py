@@ -2,7 +2,7 @@
 
 AWS: moto server (idempotency table, bus with a catch-all rule into SQS, SNS topic with an SQS subscription,
 Secrets Manager). Comms: the simulator, with the operation's errors spread over several pages. Slack: the
-local receiver in tests/support/slack_receiver.py. Nothing of ours is patched; faults come from the
+local receiver in tools/comms_bridge_tools/slack_receiver.py. Nothing of ours is patched; faults come from the
 servers (simulator fault rules, receiver scripts, a topic that does not exist).
 """
 
@@ -30,10 +30,10 @@ from comms_bridge.enricher import EnrichmentIncomplete
 from comms_bridge.errors_event import InvalidTriggerEvent
 from comms_bridge.models import EmailOperationStats, OperationStatus
 from comms_bridge.poller_events import DetailType, build_detail
+from comms_bridge_tools.slack_receiver import WEBHOOK_PATH, SlackReceiver
 from comms_sim import FaultRule, ManualClock, Scenario, SimulatorServer
 from tests.support.moto_server import MotoServer
 from tests.support.schemas import validate_detail
-from tests.support.slack_receiver import WEBHOOK_PATH, SlackReceiver
 
 pytestmark = pytest.mark.integration
 

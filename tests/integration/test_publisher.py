@@ -10,8 +10,8 @@ from botocore.config import Config
 
 from comms_bridge.poller_runtime import AWS_CLIENT_CONFIG
 from comms_bridge.publisher import EventPublisher, OutgoingEvent
+from comms_bridge_tools.local_stack import LocalStack
 from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
-from tests.support.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from comms_bridge.state_store import (
     StateStoreError,
     state_expires_at,
 )
+from comms_bridge_tools.local_stack import LocalStack
 from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
-from tests.support.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "AC" + "1" * 32

@@ -20,9 +20,9 @@ from comms_bridge.alert_slack import (
 from comms_bridge.alert_sns import MAX_SUBJECT_CHARS, render_body, render_sns, render_subject, safe_subject
 from comms_bridge.error_groups import MAX_GROUPS, ErrorGroup, ErrorsSummary, ErrorTally
 from comms_bridge.models import STAT_FIELDS, OperationError
+from tests.support.error_summaries import ACCOUNT, OPERATION
+from tests.support.error_summaries import make_summary as build_summary
 
-ACCOUNT = "AC" + "0123456789abcdef" * 2
-OPERATION = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
 STATS = dict.fromkeys(STAT_FIELDS, 0) | {
     "total": 1000,
     "recipients": 1000,
@@ -36,20 +36,7 @@ STATS = dict.fromkeys(STAT_FIELDS, 0) | {
 
 
 def make_summary(groups: list[ErrorGroup], **overrides: object) -> ErrorsSummary:
-    values: dict[str, object] = {
-        "trigger_event_key": "f" * 32,
-        "trigger_detail_type": "Email Operation Status Changed",
-        "account_sid": ACCOUNT,
-        "operation_id": OPERATION,
-        "status": "COMPLETED",
-        "stats": STATS,
-        "error_count": sum(group.count for group in groups),
-        "truncated": False,
-        "groups": tuple(groups),
-        "distinct_groups": len(groups),
-    }
-    values.update(overrides)
-    return ErrorsSummary(**values)  # type: ignore[arg-type]
+    return build_summary(groups, **{"stats": STATS, **overrides})
 
 
 TYPICAL = [

@@ -22,14 +22,14 @@ from comms_bridge.error_groups import (
 )
 from comms_bridge.models import STAT_FIELDS, OperationError
 from comms_bridge.poller_events import DetailType
+from tests.support.error_summaries import TRIGGER_KEY
+from tests.support.error_summaries import make_summary as build_summary
 from tests.support.schemas import detail_errors, validator
 
 SCHEMA_PATH = (
     Path(__file__).resolve().parents[2]
     / "layers/shared/python/comms_bridge/schemas/email-operation-errors-summarized.json"
 )
-ACCOUNT = "AC" + "0123456789abcdef" * 2
-OPERATION = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
 STATS = dict.fromkeys(STAT_FIELDS, 0) | {"total": 1000, "sent": 1000, "delivered": 850, "failed": 120}
 
 
@@ -38,20 +38,7 @@ def err(code: int | None, message: str | None, email: str | None = None) -> Oper
 
 
 def summary(groups: list[ErrorGroup], **overrides: object) -> ErrorsSummary:
-    values: dict[str, object] = {
-        "trigger_event_key": "a" * 32,
-        "trigger_detail_type": "Email Operation Status Changed",
-        "account_sid": ACCOUNT,
-        "operation_id": OPERATION,
-        "status": "COMPLETED",
-        "stats": STATS,
-        "error_count": sum(group.count for group in groups),
-        "truncated": False,
-        "groups": tuple(groups),
-        "distinct_groups": len(groups),
-    }
-    values.update(overrides)
-    return ErrorsSummary(**values)  # type: ignore[arg-type]
+    return build_summary(groups, **{"stats": STATS, **overrides})
 
 
 def test_groups_by_code_and_message_most_frequent_first() -> None:
@@ -154,7 +141,7 @@ def test_detail_has_exactly_the_contract_fields_and_matches_the_schema() -> None
         "count": 1,
         "sampleEmailIds": ["comms_email_1"],
     }
-    assert detail["trigger"] == {"detailType": "Email Operation Status Changed", "eventKey": "a" * 32}
+    assert detail["trigger"] == {"detailType": "Email Operation Status Changed", "eventKey": TRIGGER_KEY}
     assert detail_errors(DetailType.ERRORS_SUMMARIZED, detail) == []
 
 

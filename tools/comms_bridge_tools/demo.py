@@ -47,6 +47,7 @@ from comms_bridge_tools.lambda_runtime import (
     receive_queued_messages,
 )
 from comms_bridge_tools.moto_server import MotoServer
+from comms_bridge_tools.slack_receiver import SlackReceiver
 from comms_bridge_tools.timeline import (
     AlertView,
     OperationRow,
@@ -55,7 +56,6 @@ from comms_bridge_tools.timeline import (
     make_console,
     slack_payload_text,
 )
-from comms_bridge_tools.webhook_receiver import WebhookReceiver
 
 STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
 # API-clock seconds per wall second: a one-minute schedule ticks ten times a second, slow enough to read.
@@ -479,7 +479,7 @@ class DemoRun:
             moto = MotoServer().start()
             stack.callback(moto.stop)
             stack.enter_context(_environment(moto.env()))
-            slack = WebhookReceiver().start()
+            slack = SlackReceiver().start()
             stack.callback(slack.stop)
 
             session = boto3.session.Session()
@@ -587,7 +587,7 @@ class DemoRun:
                 return
             self._drain_bus(aws, now)
 
-    def _collect_alerts(self, aws: local_stack.LocalStack, slack: WebhookReceiver, now: datetime) -> None:
+    def _collect_alerts(self, aws: local_stack.LocalStack, slack: SlackReceiver, now: datetime) -> None:
         at = _clock_text(now)
         for payload in slack.take():
             text = slack_payload_text(payload)

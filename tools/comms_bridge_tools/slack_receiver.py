@@ -4,6 +4,7 @@
         slack.script("429", "ok")          # first post: 429 + Retry-After, second: 200 "ok"
         ... post to slack.url ...
         slack.posts                        # every request, in order, with its parsed JSON body
+        slack.take()                       # the JSON bodies posted since the last take (the demo's feed)
 
 Behaviours, consumed one per request (then ``ok`` forever): ``ok`` (200 "ok"), ``429`` (Retry-After
 ``retry_after`` seconds), ``500`` (the post is recorded as accepted: Slack may well have posted it),
@@ -39,6 +40,7 @@ class SlackReceiver:
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self.posts: list[SlackPost] = []
+        self._taken = 0
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -58,6 +60,12 @@ class SlackReceiver:
     def delivered(self) -> list[SlackPost]:
         """Posts Slack would (or may) have shown: 200 and 500 answers, and hung requests."""
         return [post for post in self.posts if post.answered in ("ok", "500", "hang")]
+
+    def take(self) -> list[dict[str, Any]]:
+        """The JSON object bodies posted since the last call, in order."""
+        with self._lock:
+            new, self._taken = self.posts[self._taken :], len(self.posts)
+        return [post.body for post in new if isinstance(post.body, dict)]
 
     def _next(self) -> str:
         with self._lock:
