@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
-PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions
+PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
 .PHONY: help setup test lint typecheck cfn-lint unit integration demo bench build clean
 
@@ -32,7 +32,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict on the package, the simulator, the tools and the handlers
+typecheck: $(STAMP) ## mypy --strict on the package, the simulator, the tools, the handlers and the benchmarks
 	$(BIN)/mypy $(PY_SOURCES)
 
 cfn-lint: $(STAMP) $(SAM_STAMP) ## cfn-lint and sam validate --lint on template.yaml

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+from benchmarks.floor import follow_up_floor
 from benchmarks.results import RunFigures, WindowResult, full_scan_requests, mean_figures
 from benchmarks.rig import (
     CallCounts,
@@ -21,7 +22,9 @@ from benchmarks.rig import (
     scheduled_event,
     without_moto_transaction_snapshots,
 )
+from comms_bridge.discovery import DEFAULT_CADENCE, Cadence
 from comms_sim import ManualClock, Scenario
+from comms_sim.generate import DEFAULT_SHAPE, generate_scenario
 from comms_sim.ids import operation_id
 from comms_sim.timeline import SendPlan
 
@@ -99,16 +102,23 @@ class Workload:
     traced_runs: int = 2  # of the steady runs, these many run under tracemalloc (peak memory)
     burst: int = 0  # operations completing together during the first steady period
     label: str = "steady"
+    shape: str = DEFAULT_SHAPE  # how operations spend their active time (comms_sim.generate.SHAPES)
+    # Runs between the bootstrap and the measured ones, not measured: a baseline bootstrap does not know
+    # when the operations of the window completed, so the every-run follow-up only reaches its steady
+    # size once the poller has seen a whole first band (1 h) of completions itself.
+    warmup_runs: int = 0
 
 
-def build_scenario(workload: Workload, seed: int) -> Scenario:
-    scenario = Scenario.generate(
+def build_scenario(workload: Workload, seed: int, schedule_period: int = 60) -> Scenario:
+    scenario = generate_scenario(
         n_operations=workload.operations,
         days=7,
         active=max(1, workload.active),
         changes_per_minute=workload.changes_per_minute,
         seed=seed,
-        future_hours=2,
+        # The clock runs past the window's end: bootstrap, warm-up and steady runs, plus a margin.
+        future_hours=2 + (workload.warmup_runs + workload.steady_runs) * schedule_period / 3600,
+        shape=workload.shape,
     )
     if workload.burst:
         now = scenario.now
@@ -203,7 +213,7 @@ def measure_workload(
     schedule_period: int = 60,
 ) -> tuple[WindowResult, list[str]]:
     started = time.perf_counter()
-    scenario = build_scenario(workload, seed)
+    scenario = build_scenario(workload, seed, schedule_period)
     generate_seconds = time.perf_counter() - started
     clock = ManualClock(CLOCK_START)
     problems: list[str] = []
@@ -228,23 +238,41 @@ def measure_workload(
                 f"{workload.name}: bootstrap {bootstrap.comms_requests:.0f} Comms requests, "
                 f"{bootstrap.wall_seconds:.1f} s"
             )
-            steady: list[RunFigures] = []
-            traced: list[RunFigures] = []
             measured.timeout_seconds = timeout
+            for index in range(workload.warmup_runs):
+                clock.advance(schedule_period)
+                measured.run(trace=False, count_changes=False)
+                if (index + 1) % 15 == 0 or index + 1 == workload.warmup_runs:
+                    progress(f"{workload.name}: warm-up run {index + 1}/{workload.warmup_runs}")
+            run_times: list[int] = []
+            timed: list[RunFigures] = []
+            traced: list[RunFigures] = []
+            runs: list[RunFigures] = []
             for index in range(workload.steady_runs):
                 clock.advance(schedule_period)
+                run_times.append(round((clock.now() - rig.simulator.anchor).total_seconds()))
                 # tracemalloc slows Python down: a few runs are traced (peak memory), the others give the
                 # wall and CPU time, so neither figure is distorted by the other.
                 trace = workload.steady_runs == 1 or 1 <= index <= workload.traced_runs
                 figures, _ = measured.run(trace=trace, count_changes=True)
-                (traced if trace else steady).append(figures)
+                (traced if trace else timed).append(figures)
+                runs.append(figures)
             problems += measured.problems
-    runs = steady + traced
     mean = mean_figures(runs)
-    if steady and traced:
-        mean.wall_seconds = sum(r.wall_seconds for r in steady) / len(steady)
-        mean.cpu_seconds = sum(r.cpu_seconds for r in steady) / len(steady)
+    if timed and traced:
+        mean.wall_seconds = sum(r.wall_seconds for r in timed) / len(timed)
+        mean.cpu_seconds = sum(r.cpu_seconds for r in timed) / len(timed)
     mean.peak_memory_bytes = max((r.peak_memory_bytes for r in traced), default=0)
+    floor = None
+    if workload.steady_runs > 1 and not workload.burst:
+        progress(f"{workload.name}: the cadence's floor from the simulator's truth ...")
+        floor = follow_up_floor(
+            scenario.operations,
+            run_times,
+            Cadence.parse(environment.get("FOLLOW_UP_CADENCE", DEFAULT_CADENCE)),
+            page_size=int(environment.get("PAGE_SIZE", "1000")),
+            period=schedule_period,
+        )
     window = WindowResult(
         name=workload.name,
         operations=workload.operations + workload.burst,
@@ -256,6 +284,9 @@ def measure_workload(
         full_scan_requests=full_scan_requests(workload.operations + workload.burst),
         generate_seconds=generate_seconds,
         label=workload.label,
+        shape=workload.shape,
+        warmup_runs=workload.warmup_runs,
+        floor=floor,
     )
     progress(
         f"{workload.name}: steady {mean.comms_requests:.1f} Comms requests/run "

@@ -68,6 +68,8 @@ def rows(results: BenchResults) -> list[list[str]]:
         if window.steady_runs:
             n = len(window.steady_runs)
             label = window.label if n == 1 else f"{window.label} (mean of {n})"
+            if window.warmup_runs:
+                label = label[:-1] + f" after {window.warmup_runs} warm-up)"
             table.append(_row(window, label, window.steady))
     return table
 

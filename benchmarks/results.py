@@ -45,6 +45,16 @@ class RunFigures:
         return cls(**{key: value for key, value in data.items() if key in names})
 
 
+@dataclass(frozen=True)
+class FloorFigures:
+    """What the follow-up cadence costs at least, from the simulator's truth (see benchmarks.floor);
+    means over the measured runs."""
+
+    every_run: float  # requests at least: a lower bound for any planner
+    banded: float  # requests per run for the slower bands, estimated
+    every_run_operations: float  # operations in the every-run band
+
+
 def _mean_map(maps: list[dict[str, float]]) -> dict[str, float]:
     keys = sorted({key for m in maps for key in m})
     return {key: sum(m.get(key, 0) for m in maps) / len(maps) for key in keys}
@@ -91,6 +101,9 @@ class WindowResult:
     full_scan_requests: int = 0
     generate_seconds: float = 0
     label: str = "steady"  # what the runs after the bootstrap are: "steady" or "burst"
+    shape: str = "scheduled"  # how the operations spend their active time (comms_sim.generate.SHAPES)
+    warmup_runs: int = 0  # unmeasured runs between the bootstrap and the measured ones
+    floor: FloorFigures | None = None  # what the follow-up cadence costs at least (benchmarks.floor)
 
     @property
     def ratio(self) -> float:
@@ -115,6 +128,9 @@ class WindowResult:
             full_scan_requests=data.get("full_scan_requests", 0),
             generate_seconds=data.get("generate_seconds", 0),
             label=data.get("label", "steady"),
+            shape=data.get("shape", "scheduled"),
+            warmup_runs=data.get("warmup_runs", 0),
+            floor=None if data.get("floor") is None else FloorFigures(**data["floor"]),
         )
 
 

@@ -11,6 +11,10 @@ COMPLETED. Durations and tick sizes are derived from two targets (Little's law):
 * ``active``: operations SCHEDULED or PROCESSING at ``now`` (mean active time = active / rate);
 * ``changes_per_minute``: versions appearing per simulated minute, over all operations.
 
+How the active time is spent is the ``shape`` (see :data:`SHAPES`): in ``scheduled`` half the
+operations wait SCHEDULED for hours before processing (sends scheduled ahead), in ``on-arrival``
+every operation starts processing when it is created and stays PROCESSING longer.
+
 Another ``future_hours`` of arrivals at the same rate follow ``now`` (not counted in
 ``n_operations``), so the steady state holds while a benchmark advances the clock.
 """
@@ -22,6 +26,7 @@ import math
 import random
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -30,9 +35,28 @@ from comms_sim.scenario import Scenario
 from comms_sim.timeline import Counting, SendPlan, Timeline
 
 _LATE_OFFSETS: Final = (300, 1800, 7200, 28800)  # after completion: 5m, 30m, 2h, 8h
-_SCHEDULED_SHARE: Final = 0.5  # operations that wait SCHEDULED before processing
-_PROCESSING_SHARE: Final = 0.3  # of the mean active time
 _MEAN_LATE_TICKS: Final = 2.0
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How operations spend their active time (SCHEDULED or PROCESSING)."""
+
+    scheduled_share: float  # of the operations, those that wait SCHEDULED before processing
+    processing_share: float  # of the mean active time, the part spent PROCESSING
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.scheduled_share <= 1 or not 0 < self.processing_share <= 1:
+            raise ValueError("need 0 <= scheduled_share <= 1 and 0 < processing_share <= 1")
+        if self.scheduled_share == 0 and self.processing_share != 1:
+            raise ValueError("with no operation waiting SCHEDULED, processing_share must be 1")
+
+
+SHAPES: Final = {
+    "scheduled": Shape(scheduled_share=0.5, processing_share=0.3),
+    "on-arrival": Shape(scheduled_share=0.0, processing_share=1.0),
+}
+DEFAULT_SHAPE: Final = "scheduled"
 
 
 def generate_scenario(
@@ -44,17 +68,25 @@ def generate_scenario(
     seed: int = 0,
     future_hours: float = 24,
     counting: Counting = "cumulative",
+    shape: str | Shape = DEFAULT_SHAPE,
 ) -> Scenario:
+    if isinstance(shape, str):
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})")
+        shape = SHAPES[shape]
+    shape_name = next((name for name, known in SHAPES.items() if known == shape), str(shape))
     if n_operations <= 0 or days <= 0 or days > 7:
         raise ValueError("need n_operations > 0 and 0 < days <= 7 (older operations are past retention)")
     rng = random.Random(seed)
     span = round(days * 86400)
     rate = n_operations / span  # arrivals per second
     mean_active = max(active, 1) / rate
-    mean_processing = _PROCESSING_SHARE * mean_active
-    mean_wait = (1 - _PROCESSING_SHARE) * mean_active / _SCHEDULED_SHARE
+    mean_processing = shape.processing_share * mean_active
+    mean_wait = (
+        (1 - shape.processing_share) * mean_active / shape.scheduled_share if shape.scheduled_share else 0.0
+    )
     versions_per_op = changes_per_minute / (60 * rate)
-    ticks = max(1.0, versions_per_op - 1 - _SCHEDULED_SHARE - _MEAN_LATE_TICKS)
+    ticks = max(1.0, versions_per_op - 1 - shape.scheduled_share - _MEAN_LATE_TICKS)
 
     n_future = round(rate * future_hours * 3600)
     created = sorted(span - rng.random() * span for _ in range(n_operations))
@@ -65,6 +97,7 @@ def generate_scenario(
             index=index,
             created=round(at),
             seed=seed,
+            scheduled_share=shape.scheduled_share,
             mean_wait=mean_wait,
             mean_processing=mean_processing,
             ticks=ticks,
@@ -78,6 +111,7 @@ def generate_scenario(
         description=(
             f"{n_operations} operations over {days:g} days (+{n_future} in the next {future_hours:g} h), "
             f"~{active} active at now, ~{changes_per_minute:g} versions per minute, seed {seed}"
+            + ("" if shape_name == DEFAULT_SHAPE else f", shape {shape_name}")
         ),
         now=span,
         counting=counting,
@@ -91,13 +125,14 @@ def _operation(
     index: int,
     created: int,
     seed: int,
+    scheduled_share: float,
     mean_wait: float,
     mean_processing: float,
     ticks: float,
     counting: Counting,
 ) -> SendPlan:
     total = max(1, min(200_000, round(rng.lognormvariate(math.log(800), 1.3))))
-    waits = rng.random() < _SCHEDULED_SHARE
+    waits = rng.random() < scheduled_share
     start = created + (min(round(rng.expovariate(1 / mean_wait)), 2 * 86400) if waits else 0)
     duration = max(1, round(mean_processing * rng.uniform(0.5, 1.5)))
     n_ticks = max(1, math.floor(ticks) + (rng.random() < ticks % 1))
@@ -156,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changes-per-minute", type=float, default=100)
     parser.add_argument("--future-hours", type=float, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shape", choices=tuple(SHAPES), default=DEFAULT_SHAPE, help="how the active time is spent"
+    )
     parser.add_argument("--counting", choices=("cumulative", "bucket"), default="cumulative")
     parser.add_argument("--out", type=Path, required=True, help=".json (fast to load) or .yaml")
     args = parser.parse_args(argv)
@@ -167,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         future_hours=args.future_hours,
         counting=args.counting,
+        shape=args.shape,
     )
     scenario.dump(args.out)
     print(f"wrote {args.out}: {scenario.description}")

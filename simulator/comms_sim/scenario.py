@@ -126,6 +126,7 @@ class Scenario:
         seed: int = 0,
         future_hours: float = 24,
         counting: Counting = "cumulative",
+        shape: str = "scheduled",
     ) -> Scenario:
         """A steady-state week ending at the scenario's ``now``; see ``comms_sim.generate``."""
         from comms_sim.generate import generate_scenario  # noqa: PLC0415 -- generate imports this module
@@ -138,6 +139,7 @@ class Scenario:
             seed=seed,
             future_hours=future_hours,
             counting=counting,
+            shape=shape,
         )
 
     # -- writing ----------------------------------------------------------------------------------

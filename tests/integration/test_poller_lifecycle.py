@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from benchmarks.floor import follow_up_floor
+from comms_bridge.discovery import DEFAULT_CADENCE, Cadence
 from comms_sim import ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
 from tests.support.poller_harness import (
@@ -117,11 +119,17 @@ def test_time_budget_stops_early_and_the_next_run_carries_on(story: PollerHarnes
     assert low["stopped_reason"] == "time budget" and low["comms_requests"] == 0
 
 
-@pytest.fixture
-def week(shared_aws, monkeypatch) -> Iterator[PollerHarness]:  # noqa: F811 - the fixture
+WARMUP_RUNS = 60  # a baseline bootstrap does not know when operations completed: an hour to learn it
+MEASURED_RUNS = 60  # an hour: every follow-up cadence (every run, 15 min, 1 h) exactly once
+
+
+@pytest.fixture(params=["on-arrival", "scheduled"])
+def week(request, shared_aws, monkeypatch) -> Iterator[PollerHarness]:  # noqa: F811 - the fixture
     # 1/100 of the target (100,000 operations, 1,000 active, ~100 changes a minute) with pages of 10
     # instead of 1,000, so that pages per bucket and per listing are what they are at full scale.
-    scenario = Scenario.generate(n_operations=1000, days=7, active=10, changes_per_minute=1, seed=7)
+    scenario = Scenario.generate(
+        n_operations=1000, days=7, active=10, changes_per_minute=1, seed=7, shape=request.param
+    )
     with new_simulator(scenario, ManualClock(STORY_START)) as simulator:
         yield from make_harness(shared_aws, monkeypatch, simulator, extra_env={"PAGE_SIZE": str(PAGE)})
 
@@ -131,20 +139,32 @@ def test_steady_state_cost_counts_calls_not_time(week: PollerHarness) -> None:
     full_scan_pages = math.ceil(len(sim.operations()) / PAGE)
     boot = week.invoke()
     assert boot["status"] == "complete" and boot["bootstrapped"]
+    for _ in range(WARMUP_RUNS):
+        sim.advance(60)
+        assert week.invoke()["status"] == "complete"
+    week.drain()
     week.proxy.reset_counts()
 
     runs = []
+    run_times = []
     changed_ops = 0
-    for _ in range(15):
+    for _ in range(MEASURED_RUNS):
         before = sim.now()
         sim.advance(60)
         changed_ops += len({e.operation_id for e in sim.history_between(before, sim.now())})
+        run_times.append(round((sim.now() - sim.anchor).total_seconds()))
         runs.append(week.invoke())
     events = week.drain()
     assert all(r["status"] == "complete" for r in runs)
 
     requests = sum(r["comms_requests"] for r in runs) / len(runs)
-    assert requests <= 0.10 * full_scan_pages, (requests, full_scan_pages)
+    floor = follow_up_floor(
+        sim.scenario.operations, run_times, Cadence.parse(DEFAULT_CADENCE), page_size=PAGE, period=60
+    )
+    # Scaled down 100x, an hour holds ~6 completions instead of ~600, so the every-run band is cheap in
+    # both shapes here; the full-scale figures (9.0 and 12.8 requests a run) come from `make bench`.
+    assert requests <= 0.10 * full_scan_pages, (requests, full_scan_pages, floor)
+    assert requests >= floor.every_run
     # DynamoDB: no item of an unchanged operation is read or written (the active index Query aside).
     state_reads = week.proxy.entries["DynamoDB_20120810.BatchGetItem"]
     assert state_reads <= changed_ops
@@ -155,11 +175,11 @@ def test_steady_state_cost_counts_calls_not_time(week: PollerHarness) -> None:
     assert len(events) == sum(r["events_published"] for r in runs)
     assert put_calls <= sum(math.ceil(r["events_published"] / 10) + 1 for r in runs if r["events_published"])
     print(
-        f"\n1k ops, pageSize {PAGE} (full scan {full_scan_pages} pages): {requests:.1f} requests/run, "
+        f"\n1k ops, pageSize {PAGE} (full scan {full_scan_pages} pages): {requests:.1f} requests/run "
+        f"(floor of the cadence {floor.every_run:.1f} + {floor.banded:.1f}), "
         f"{state_reads} state items read and {writes} written for {changed_ops} changed operations, "
         f"{len(events)} events in {put_calls} PutEvents calls over {len(runs)} runs; "
-        f"bootstrap {boot['comms_requests']} requests in {boot['duration_ms']} ms, "
-        f"runs {[r['duration_ms'] for r in runs]}"
+        f"bootstrap {boot['comms_requests']} requests in {boot['duration_ms']} ms"
     )
 
 

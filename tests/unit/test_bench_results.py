@@ -10,6 +10,7 @@ from benchmarks.render import bar, growth_chart, human_bytes, markdown_table, ro
 from benchmarks.report import render_markdown
 from benchmarks.results import (
     BenchResults,
+    FloorFigures,
     ImportFigures,
     LayerFigures,
     RunFigures,
@@ -20,7 +21,9 @@ from benchmarks.results import (
 )
 
 
-def window(name: str, operations: int, steady_requests: float) -> WindowResult:
+def window(
+    name: str, operations: int, steady_requests: float, *, shape: str = "scheduled", warmup_runs: int = 0
+) -> WindowResult:
     runs = [
         RunFigures(
             comms_requests=steady_requests - 1, events=8, peak_memory_bytes=2_000_000, max_rss_bytes=9e7
@@ -38,6 +41,9 @@ def window(name: str, operations: int, steady_requests: float) -> WindowResult:
         steady=mean_figures(runs),
         steady_runs=runs,
         full_scan_requests=full_scan_requests(operations),
+        shape=shape,
+        warmup_runs=warmup_runs,
+        floor=FloorFigures(every_run=3.0, banded=1.5, every_run_operations=600) if warmup_runs else None,
     )
 
 
@@ -47,7 +53,11 @@ def results() -> BenchResults:
         quick=False,
         environment={"python": "Python 3.13.0", "platform": "Linux aarch64", "cpus": 2},
         settings={"steady_runs": 2, "schedule_period_seconds": 60, "changes_per_minute": 100},
-        windows=[window("1k", 1_000, 3), window("100k", 100_000, 5)],
+        windows=[
+            window("1k", 1_000, 3),
+            window("100k", 100_000, 12, warmup_runs=60),
+            window("100k-on-arrival", 100_000, 5, shape="on-arrival", warmup_runs=60),
+        ],
         imports=ImportFigures(
             handler_ms={"poller": 110.0},
             dependencies_ms={"poller": 100.0},
@@ -92,7 +102,10 @@ def test_unknown_format_is_refused() -> None:
 
 def test_tables_have_a_row_per_run_kind_and_consistent_columns() -> None:
     table = rows(results())
-    assert [row[1] for row in table] == ["bootstrap", "steady (mean of 2)"] * 2
+    assert [row[1] for row in table] == ["bootstrap", "steady (mean of 2)"] + [
+        "bootstrap",
+        "steady (mean of 2 after 60 warm-up)",
+    ] * 2
     text = markdown_table(["a", "b"], [["1", "2"]])
     assert text.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | 2 |"]
 
@@ -116,5 +129,9 @@ def test_reports_carry_the_figures_and_the_verdicts() -> None:
     assert "bootstrap" in terminal and "1.10x" in terminal
     markdown = render_markdown(results())
     assert markdown.startswith("## Performance")
-    assert "5.0% of a full-window scan" in markdown and "**met**" in markdown
+    # One verdict per shape of the largest window, each with the floor of the cadence beside it.
+    assert "every send processed on arrival: 5.0 = 5.0% of a full-window scan" in markdown
+    assert "half of the sends scheduled hours ahead: 12.0 = 12.0%" in markdown
+    assert "**met**" in markdown and "**NOT met**" in markdown
+    assert "at least 3.0 requests per run for the 600 operations completed in the last hour" in markdown
     assert "30.0 MiB" in markdown

@@ -1,0 +1,140 @@
+"""What the follow-up cadence itself costs: the fewest Comms requests any poller could make for it.
+
+Computed from the simulator's ground truth (when each operation really completed), not from the poller,
+so it tells a planning problem (measured far above the floor) from a cost the cadence imposes (the
+floor is already high).
+
+* ``every_run``: a lower bound, for any planner, of the requests that show every operation in its
+  every-run band (completed less than the first band ago, 1 h by default) in one run. A listing can
+  only select on ``createdAt`` and one ``status``; the listing that returns the fewest operations around
+  a completed one is ``status=COMPLETED`` over a ``createdAt`` range, so the cheapest cover is ranges of
+  at most ``pageSize`` consecutive COMPLETED operations (in ``createdAt`` order), which the greedy cover
+  from the oldest one finds exactly. Fetching by id is a range of one.
+* ``banded``: the slower bands (e.g. every 15 min up to 24 h, hourly to 7 d) as if each band's COMPLETED
+  operations were listed in full pages once per interval and nothing else: an estimate (a real run can
+  share pages between bands), not a bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Final
+
+from benchmarks.results import FloorFigures
+from comms_bridge.discovery import DEFAULT_CADENCE, RETENTION, Cadence
+from comms_sim.generate import DEFAULT_SHAPE, SHAPES, generate_scenario
+from comms_sim.timeline import Timeline
+
+COMPLETED: Final = "COMPLETED"
+
+
+def completion_times(operations: Sequence[Timeline]) -> list[tuple[int, int]]:
+    """(created, completed) of every operation that completes, sorted by ``created`` (scenario seconds)."""
+    pairs: list[tuple[int, int]] = []
+    for timeline in operations:
+        done = next((v.time for v in timeline.versions() if v.status == COMPLETED), None)
+        if done is not None:
+            pairs.append((timeline.created, done))
+    pairs.sort()
+    return pairs
+
+
+def greedy_cover(positions: Sequence[int], page_size: int) -> int:
+    """Fewest windows of ``page_size`` consecutive positions that hold every one of ``positions``
+    (ascending)."""
+    count = 0
+    reach = -1
+    for position in positions:
+        if position > reach:
+            count += 1
+            reach = position + page_size - 1
+    return count
+
+
+def follow_up_floor(
+    operations: Sequence[Timeline],
+    run_times: Sequence[int],
+    cadence: Cadence,
+    *,
+    page_size: int,
+    period: int,
+) -> FloorFigures:
+    if not run_times:
+        return FloorFigures(0.0, 0.0, 0.0)
+    pairs = completion_times(operations)
+    created = [c for c, _ in pairs]
+    retention = int(RETENTION.total_seconds())
+    first_band = int(cadence.recent_window.total_seconds())
+    every_run = banded = in_band = 0.0
+    for t in run_times:
+        lo, hi = bisect_right(created, t - retention), bisect_right(created, t)
+        positions: list[int] = []
+        ages: list[int] = []
+        for _, done in pairs[lo:hi]:
+            if done > t:
+                continue
+            if t - done < first_band:
+                positions.append(len(ages))
+            ages.append(t - done)
+        every_run += greedy_cover(positions, page_size)
+        in_band += len(positions)
+        ordered = sorted(ages)
+        lower = timedelta(0)
+        for limit, interval in cadence.bands:
+            if interval > timedelta(0):
+                n = bisect_left(ordered, int(limit.total_seconds())) - bisect_left(
+                    ordered, int(lower.total_seconds())
+                )
+                runs_per_interval = max(interval.total_seconds() / period, 1.0)
+                banded += -(-n // page_size) / runs_per_interval
+            lower = limit
+        # Past the last limit the last interval holds until retention ends.
+        last_interval = cadence.bands[-1][1]
+        n = len(ordered) - bisect_left(ordered, int(lower.total_seconds()))
+        if n and last_interval > timedelta(0):
+            banded += -(-n // page_size) / max(last_interval.total_seconds() / period, 1.0)
+    runs = len(run_times)
+    return FloorFigures(every_run / runs, banded / runs, in_band / runs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.floor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--operations", type=int, default=100_000)
+    parser.add_argument("--shape", choices=tuple(SHAPES), default=DEFAULT_SHAPE)
+    parser.add_argument("--cadence", default=DEFAULT_CADENCE, help="FOLLOW_UP_CADENCE")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=60, help="runs a minute apart, after an hour")
+    args = parser.parse_args(argv)
+    scenario = generate_scenario(
+        n_operations=args.operations,
+        active=max(1, args.operations // 100),
+        seed=args.seed,
+        future_hours=2 + args.runs / 60,
+        shape=args.shape,
+    )
+    times = [scenario.now + 3600 + 60 * (i + 1) for i in range(args.runs)]
+    floor = follow_up_floor(
+        scenario.operations, times, Cadence.parse(args.cadence), page_size=1000, period=60
+    )
+    full_scan = -(-args.operations // 1000)
+    together = floor.every_run + floor.banded
+    print(
+        f"{args.operations:,} operations, shape {args.shape}, cadence {args.cadence}, {args.runs} runs:\n"
+        f"  every-run band: {floor.every_run_operations:,.0f} operations, at least {floor.every_run:.1f} "
+        f"requests per run\n"
+        f"  slower bands, listed on their own: about {floor.banded:.1f} requests per run\n"
+        f"  together {together:.1f} = {together / full_scan:.1%} "
+        f"of a full scan ({full_scan:,} requests), before the active set (a listing per status: 2 at least)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
