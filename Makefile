@@ -9,7 +9,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
-.PHONY: help setup test lint typecheck cfn-lint unit integration demo bench build clean
+.PHONY: help setup test lint typecheck cfn-lint unit demo bench build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'

@@ -262,7 +262,6 @@ def measure_workload(
     if timed and traced:
         mean.wall_seconds = sum(r.wall_seconds for r in timed) / len(timed)
         mean.cpu_seconds = sum(r.cpu_seconds for r in timed) / len(timed)
-    mean.peak_memory_bytes = max((r.peak_memory_bytes for r in traced), default=0)
     floor = None
     if workload.steady_runs > 1 and not workload.burst:
         progress(f"{workload.name}: the cadence's floor from the simulator's truth ...")

@@ -67,9 +67,10 @@ def rows(results: BenchResults) -> list[list[str]]:
         table.append(_row(window, "bootstrap", window.bootstrap))
         if window.steady_runs:
             n = len(window.steady_runs)
-            label = window.label if n == 1 else f"{window.label} (mean of {n})"
-            if window.warmup_runs:
-                label = label[:-1] + f" after {window.warmup_runs} warm-up)"
+            details = ([f"mean of {n}"] if n > 1 else []) + (
+                [f"after {window.warmup_runs} warm-up"] if window.warmup_runs else []
+            )
+            label = f"{window.label} ({' '.join(details)})" if details else window.label
             table.append(_row(window, label, window.steady))
     return table
 

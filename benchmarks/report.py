@@ -64,7 +64,6 @@ def _targets(results: BenchResults) -> list[str]:
             f"for {events:.1f} events "
             f"(ceil(events / 10) = {-(-events // 10):.0f} when every run publishes the mean)."
         )
-    if biggest is not None:
         lines.append(
             f"- DynamoDB items read / written per steady run with {biggest.operations:,} operations: "
             f"{biggest.steady.dynamodb_items_read:,.1f} / {biggest.steady.dynamodb_items_written:,.1f}, for "

@@ -41,8 +41,13 @@ class RunFigures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunFigures:
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        return cls(**_known_fields(cls, data))
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls`` (missing ones keep its defaults)."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
 
 
 @dataclass(frozen=True)
@@ -117,21 +122,12 @@ class WindowResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowResult:
-        return cls(
-            name=data["name"],
-            operations=data["operations"],
-            active=data["active"],
-            changes_per_run=data["changes_per_run"],
-            bootstrap=RunFigures.from_dict(data["bootstrap"]),
-            steady=RunFigures.from_dict(data["steady"]),
-            steady_runs=[RunFigures.from_dict(r) for r in data.get("steady_runs", [])],
-            full_scan_requests=data.get("full_scan_requests", 0),
-            generate_seconds=data.get("generate_seconds", 0),
-            label=data.get("label", "steady"),
-            shape=data.get("shape", "scheduled"),
-            warmup_runs=data.get("warmup_runs", 0),
-            floor=None if data.get("floor") is None else FloorFigures(**data["floor"]),
-        )
+        values = _known_fields(cls, data)  # "ratio" is derived, not a field
+        values["bootstrap"] = RunFigures.from_dict(data["bootstrap"])
+        values["steady"] = RunFigures.from_dict(data["steady"])
+        values["steady_runs"] = [RunFigures.from_dict(r) for r in data.get("steady_runs", [])]
+        values["floor"] = None if data.get("floor") is None else FloorFigures(**data["floor"])
+        return cls(**values)
 
 
 @dataclass

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     report = not (args.no_report or partial)
     started = time.perf_counter()
 
+    planned = workloads(args.quick)
     results = BenchResults(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         quick=args.quick,
@@ -124,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "schedule_period_seconds": SCHEDULE_PERIOD,
             "changes_per_minute": CHANGES_PER_MINUTE,
-            "steady_runs": {w.name: w.steady_runs for w in workloads(args.quick)},
-            "warmup_runs": {w.name: w.warmup_runs for w in workloads(args.quick)},
-            "burst_operations": workloads(args.quick)[-1].burst,
+            "steady_runs": {w.name: w.steady_runs for w in planned},
+            "warmup_runs": {w.name: w.warmup_runs for w in planned},
+            "burst_operations": planned[-1].burst,
             "page_size": 1000,
         },
     )
-    for workload in workloads(args.quick):
+    for workload in planned:
         if args.only and workload.name not in args.only:
             continue
         window, problems = measure_workload(

@@ -135,7 +135,7 @@ class Runtime:
 
         comms = CommsClient(
             self.settings.comms_api_base_url,
-            load_credentials(self.settings),
+            load_credentials(self.settings, self.secrets),
             session=self.comms_session,
             deadline=reading_time_left,
         )

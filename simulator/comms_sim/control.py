@@ -12,8 +12,8 @@ Control calls are not counted in the request log or the counters.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from comms_sim.clock import ManualClock
@@ -23,17 +23,8 @@ from comms_sim.timefmt import epoch, format_ts, parse_rfc3339
 if TYPE_CHECKING:
     from comms_sim.server import SimulatorServer
 
-_RULE_FIELDS = {
-    "kind",
-    "endpoint",
-    "times",
-    "probability",
-    "skip",
-    "retry_after",
-    "retry_after_date",
-    "delay",
-}
-_RULE_FIELDS |= {"mutation", "items"}
+# What a client may set: every field of a rule but its counters.
+_RULE_FIELDS: Final = frozenset(rule_field.name for rule_field in fields(FaultRule)) - {"seen", "fired"}
 
 
 def handle_control(

@@ -32,7 +32,7 @@ from typing import Final
 
 from comms_sim.ids import operation_id
 from comms_sim.scenario import Scenario
-from comms_sim.timeline import Counting, SendPlan, Timeline
+from comms_sim.timeline import COUNTINGS, Counting, SendPlan, Timeline
 
 _LATE_OFFSETS: Final = (300, 1800, 7200, 28800)  # after completion: 5m, 30m, 2h, 8h
 _MEAN_LATE_TICKS: Final = 2.0
@@ -182,33 +182,26 @@ def _operation(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No defaults here: an option left out keeps generate_scenario's default.
     parser = argparse.ArgumentParser(
-        prog="python -m comms_sim.generate", description=__doc__.split("\n\n")[0]
+        prog="python -m comms_sim.generate",
+        description=__doc__.split("\n\n")[0],
+        argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--operations", type=int, default=100_000)
-    parser.add_argument("--days", type=float, default=7)
-    parser.add_argument("--active", type=int, default=1000, help="operations SCHEDULED/PROCESSING at now")
-    parser.add_argument("--changes-per-minute", type=float, default=100)
-    parser.add_argument("--future-hours", type=float, default=24)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--shape", choices=tuple(SHAPES), default=DEFAULT_SHAPE, help="how the active time is spent"
-    )
-    parser.add_argument("--counting", choices=("cumulative", "bucket"), default="cumulative")
+    parser.add_argument("--operations", dest="n_operations", type=int, metavar="N")
+    parser.add_argument("--days", type=float)
+    parser.add_argument("--active", type=int, help="operations SCHEDULED/PROCESSING at now")
+    parser.add_argument("--changes-per-minute", type=float)
+    parser.add_argument("--future-hours", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--shape", choices=tuple(SHAPES), help="how the active time is spent")
+    parser.add_argument("--counting", choices=COUNTINGS)
     parser.add_argument("--out", type=Path, required=True, help=".json (fast to load) or .yaml")
-    args = parser.parse_args(argv)
-    scenario = generate_scenario(
-        n_operations=args.operations,
-        days=args.days,
-        active=args.active,
-        changes_per_minute=args.changes_per_minute,
-        seed=args.seed,
-        future_hours=args.future_hours,
-        counting=args.counting,
-        shape=args.shape,
-    )
-    scenario.dump(args.out)
-    print(f"wrote {args.out}: {scenario.description}")
+    options = vars(parser.parse_args(argv))
+    out: Path = options.pop("out")
+    scenario = generate_scenario(**options)
+    scenario.dump(out)
+    print(f"wrote {out}: {scenario.description}")
     return 0
 
 

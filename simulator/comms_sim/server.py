@@ -26,12 +26,10 @@ from comms_sim.api import (
     CODE_UNAVAILABLE,
     ApiResult,
     EmailOperationsApi,
-    endpoint_of,
     error_envelope,
 )
 from comms_sim.clock import Clock, ManualClock
 from comms_sim.control import handle_control
-from comms_sim.error_catalog import ErrorRecord, error_records
 from comms_sim.faults import (
     ERROR_MUTATIONS,
     MUTATIONS,
@@ -291,12 +289,8 @@ class SimulatorServer:
 
     def errors(self, operation_id: str, at: datetime | None = None) -> list[dict[str, Any]]:
         """Every error record of an operation at ``at`` (what the Errors endpoint would list)."""
-        timeline = self.store.timeline(operation_id)
-        found = self.store.errors(operation_id, self._t(at), 0, 0)
-        if timeline is None or found is None:
-            return []
-        records: list[ErrorRecord] = list(error_records(operation_id, 0, found[1], timeline.error_weights))
-        return [record.to_api_dict() for record in records]
+        found = self.store.errors(operation_id, self._t(at), 0, sys.maxsize)
+        return [] if found is None else [record.to_api_dict() for record in found[0]]
 
     def history_between(
         self, since: datetime | None = None, until: datetime | None = None
@@ -393,7 +387,7 @@ class SimulatorServer:
         )
         fired: list[FaultRule] = []
         if result.status != 401:
-            fired = self.faults.select(endpoint_of(path))
+            fired = self.faults.select(result.endpoint)
         body = self._apply_faults(result, fired, now)
         # Recorded before the response leaves: a client that got its answer always finds it counted.
         self._record(

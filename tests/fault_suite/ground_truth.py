@@ -249,7 +249,7 @@ def _check_operation(
             counts["status changes skipped between polls"] += 1
 
     _check_stats(operation_id, spans, events, baseline, quiet, verdict)
-    _check_stalls(operation_id, spans, events, bootstrap_time, quiet, stall_after_seconds, verdict)
+    _check_stalls(operation_id, spans, events, quiet, stall_after_seconds, verdict)
 
 
 def _check_stats(
@@ -286,7 +286,6 @@ def _check_stalls(
     operation_id: str,
     spans: Sequence[_Span],
     events: Sequence[Published],
-    bootstrap_time: datetime,
     quiet: Sequence[datetime],
     stall_after_seconds: int,
     verdict: Verdict,

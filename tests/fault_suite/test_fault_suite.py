@@ -53,7 +53,6 @@ STALL_MINUTES: Final = 5
 START: Final = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 POLLER_DETAIL_TYPES: Final = (STATUS_CHANGED, STATS_CHANGED, STALLED)
 ERRORS_SUMMARIZED: Final = "Email Operation Errors Summarized"
-LAMBDA_ASYNC_RETRIES: Final = 2
 
 
 def build_scenario(seed: int, horizon_seconds: int) -> Scenario:
@@ -217,7 +216,7 @@ def _deliver_errors(rig: Rig, rng: random.Random) -> tuple[set[str], Counter[str
             first = [once(event) for _ in range(copies)]
         for invocation in first:
             last, retries = invocation, 0
-            while not last.ok and retries < LAMBDA_ASYNC_RETRIES:
+            while not last.ok and retries < function.async_attempts - 1:
                 retries += 1
                 last = once(event)
             outcomes["deliveries given up" if not last.ok else "deliveries handled"] += 1

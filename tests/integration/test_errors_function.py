@@ -30,9 +30,9 @@ from comms_bridge.enricher import EnrichmentIncomplete
 from comms_bridge.errors_event import InvalidTriggerEvent
 from comms_bridge.models import EmailOperationStats, OperationStatus
 from comms_bridge.poller_events import DetailType, build_detail
+from comms_bridge_tools.moto_server import MotoServer
 from comms_bridge_tools.slack_receiver import WEBHOOK_PATH, SlackReceiver
 from comms_sim import FaultRule, ManualClock, Scenario, SimulatorServer
-from tests.support.moto_server import MotoServer
 from tests.support.schemas import validate_detail
 
 pytestmark = pytest.mark.integration

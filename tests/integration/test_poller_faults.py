@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from comms_bridge.models import OperationStatus
+from comms_bridge.state_store import StateStoreError
 from comms_sim import FaultRule, ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
 from tests.support.aws_fault_proxy import AwsFault
@@ -24,7 +26,6 @@ from tests.support.poller_harness import (
 
 pytestmark = pytest.mark.integration
 
-RANK = {"SCHEDULED": 0, "PROCESSING": 1, "COMPLETED": 2, "CANCELED": 2}
 STEP = 240  # seconds between polls in these tests: several operations change in each step
 
 
@@ -52,7 +53,8 @@ def assert_caught_up(harness: PollerHarness, at_bootstrap: dict[str, str]) -> No
     for op in harness.simulator.operations():
         previous = at_bootstrap.get(op["id"])
         distinct = sorted(
-            {(d["previousStatus"], d["status"]) for d in by_op.get(op["id"], [])}, key=lambda p: RANK[p[1]]
+            {(d["previousStatus"], d["status"]) for d in by_op.get(op["id"], [])},
+            key=lambda p: OperationStatus(p[1]).rank,
         )
         for before, after in distinct:
             assert before == previous, op["id"]
@@ -181,12 +183,14 @@ def test_put_events_persistent_failure_keeps_the_state_and_republishes_the_same_
 def test_dynamodb_throttling_and_unprocessed_items_are_retried(harness: PollerHarness) -> None:
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
-    harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=1))
-    harness.proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "throttle", times=1))
-    harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1))
+    rules = [
+        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "throttle", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1)),
+    ]
     summary = harness.invoke()
     assert summary["status"] == "complete"
-    assert all(rule.fired == rule.times for rule in harness.proxy._server.state.rules)
+    assert all(rule.fired == rule.times for rule in rules)
     harness.drain()
     assert_caught_up(harness, at_bootstrap)
 
@@ -195,8 +199,11 @@ def test_crash_between_publish_and_state_write_republishes_identical_keys(harnes
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
     harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=None))
-    with pytest.raises(Exception, match="unprocessed"):
+    with pytest.raises(StateStoreError, match="unprocessed"):
         harness.invoke()
+    # The failed invocation released its lease (the checkpoint item keeps no owner).
+    (checkpoint,) = [item for item in harness.state_items() if item["sk"]["S"] == "CHECKPOINT"]
+    assert "owner" not in checkpoint
     published = harness.drain()
     assert published
     harness.proxy.clear()

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.floor import follow_up_floor
 from comms_bridge.discovery import DEFAULT_CADENCE, Cadence
+from comms_bridge.state_store import checkpoint_key
 from comms_sim import ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
 from tests.support.poller_harness import (
@@ -264,7 +265,7 @@ def test_a_checkpoint_in_the_earlier_recent_layout_is_read_and_rewritten_compact
     # deployment stuck with it recovers, the entries are dropped (each costs a state read at most).
     assert story.invoke()["status"] == "complete"
     db = story.stack.client("dynamodb")
-    key = {"pk": {"S": f"CHECKPOINT#{story.simulator.account_sid}"}, "sk": {"S": "CHECKPOINT"}}
+    key = checkpoint_key(story.simulator.account_sid)
     item = db.get_item(TableName=story.stack.state_table_name, Key=key)["Item"]
     doc = json.loads(item["doc"]["S"])
     doc["recent"] = {

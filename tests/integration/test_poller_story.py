@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from comms_bridge.models import OperationStatus
 from comms_sim import ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
 from tests.support.poller_harness import (
@@ -17,8 +18,6 @@ from tests.support.poller_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-RANK = {"SCHEDULED": 0, "PROCESSING": 1, "COMPLETED": 2, "CANCELED": 2}
 
 
 @pytest.fixture
@@ -64,7 +63,7 @@ def test_baseline_bootstrap_then_an_hour_of_changes(harness: PollerHarness) -> N
     for op_id, op_events in by_op.items():
         changes = sorted(
             (e["detail"] for e in op_events if e["detail-type"] == "Email Operation Status Changed"),
-            key=lambda d: RANK[d["status"]],
+            key=lambda d: OperationStatus(d["status"]).rank,
         )
         previous = at_bootstrap.get(op_id)
         for detail in changes:

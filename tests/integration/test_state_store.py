@@ -110,6 +110,17 @@ def test_throttling_and_unprocessed_items_are_retried(table, proxy) -> None:
     s.write_states([tracked(1), tracked(2)])
     assert set(s.get_states([op_id(1), op_id(2)])) == {op_id(1), op_id(2)}
     assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 6
+    assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 2
+
+
+def test_an_error_no_retry_can_mend_fails_at_once(dynamodb, table, proxy) -> None:
+    s = store(dynamodb, "no-such-table", max_attempts=5)
+    with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
+        s.write_states([tracked(1)])
+    with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
+        s.get_states([op_id(1)])
+    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 1
+    assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 1
 
 
 def test_persistent_failure_is_an_error_not_a_silent_loss(dynamodb, table, proxy) -> None:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -247,12 +246,3 @@ class AwsFaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-@contextmanager
-def running_proxy(upstream: str) -> Iterator[AwsFaultProxy]:
-    proxy = AwsFaultProxy(upstream).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()

@@ -18,17 +18,15 @@ import pytest
 
 from comms_bridge.poller_events import POLLER_DETAIL_TYPES
 from comms_bridge_tools.local_stack import LocalStack
+from comms_bridge_tools.moto_server import FAKE_AWS_ENV, MotoServer
 from comms_sim import ManualClock, Scenario, SimulatorServer
 from tests.support.aws_fault_proxy import AwsFaultProxy
-from tests.support.moto_server import FAKE_AWS_ENV, MotoServer
 from tests.support.schemas import validate_detail
 
 ROOT = Path(__file__).resolve().parents[2]
 POLLER_APP = ROOT / "functions" / "poller" / "app.py"
 # The sample the README points to; the poller ignores its payload.
-SCHEDULE_EVENT: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[2] / "events" / "poller-schedule.json").read_text()
-)
+SCHEDULE_EVENT: dict[str, Any] = json.loads((ROOT / "events" / "poller-schedule.json").read_text())
 _counter = itertools.count()
 
 

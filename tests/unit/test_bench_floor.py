@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.floor import completion_times, follow_up_floor, greedy_cover
+from benchmarks.results import FloorFigures
 from comms_bridge.discovery import Cadence
 from comms_sim.timeline import SendPlan
 
@@ -63,5 +64,22 @@ def test_every_run_band_holds_only_operations_completed_within_the_first_band() 
     assert floor.banded == pytest.approx(1 / 15)
 
 
+def test_past_the_last_limit_the_last_interval_holds_until_retention() -> None:
+    now = 10 * 24 * HOUR
+    # Completed 2 h ago (the 15-minute band) and 2 days ago (past 24 h: the 15-minute band for the
+    # short cadence, the hourly band for the default one).
+    operations = [
+        plan(0, now - 3 * HOUR, start=now - 2 * HOUR - 60),
+        plan(1, now - 3 * 24 * HOUR, start=now - 2 * 24 * HOUR - 60),
+    ]
+    short = follow_up_floor(operations, [now], Cadence.parse("1h:0,24h:15m"), page_size=1000, period=60)
+    assert short.banded == pytest.approx(2 / 15)
+    assert follow_up_floor(operations, [now], CADENCE, page_size=1000, period=60).banded == pytest.approx(
+        1 / 15 + 1 / 60
+    )
+    assert follow_up_floor(operations, [now], Cadence.parse("1h:0"), page_size=1000, period=60).banded == 0
+
+
 def test_no_runs_no_floor() -> None:
     assert follow_up_floor([plan(0, 0)], [], CADENCE, page_size=1000, period=60).every_run == 0
+    assert follow_up_floor([plan(0, 0)], [], CADENCE, page_size=1000, period=60) == FloorFigures(0, 0, 0)

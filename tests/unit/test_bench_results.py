@@ -110,6 +110,15 @@ def test_tables_have_a_row_per_run_kind_and_consistent_columns() -> None:
     assert text.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | 2 |"]
 
 
+def test_a_single_run_is_labelled_without_a_mean() -> None:
+    single, warmed = window("1k", 1_000, 3), window("10k", 10_000, 4, warmup_runs=60)
+    single.steady_runs = single.steady_runs[:1]
+    warmed.steady_runs = warmed.steady_runs[:1]
+    few = results()
+    few.windows = [single, warmed]
+    assert [row[1] for row in rows(few)] == ["bootstrap", "steady", "bootstrap", "steady (after 60 warm-up)"]
+
+
 def test_bars_scale_to_the_largest_value() -> None:
     assert bar(10, 10, width=10) == "█" * 10
     assert bar(0, 10, width=10) == "▏"

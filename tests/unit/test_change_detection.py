@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from comms_bridge.change_detection import (
     Decision,
@@ -31,12 +32,13 @@ def run(
     observed_at: datetime | None = None,
     emit_first_sighting: bool = True,
     stall_after_seconds: int = STALL,
+    account_sid: str = ACCOUNT_SID,
 ) -> Decision:
     now = now if now is not None else observed.updated
     decision = decide(
         previous,
         observed,
-        account_sid=ACCOUNT_SID,
+        account_sid=account_sid,
         observed_at=observed_at if observed_at is not None else now,
         now=now,
         stall_after_seconds=stall_after_seconds,
@@ -367,33 +369,9 @@ def test_stats_change_key_depends_on_the_version_not_on_the_previous_state() -> 
 
 def test_keys_differ_by_account_and_operation() -> None:
     op = operation(S.SCHEDULED)
-    one = decide(
-        None,
-        op,
-        account_sid=ACCOUNT_SID,
-        observed_at=at(0),
-        now=at(0),
-        stall_after_seconds=STALL,
-        emit_first_sighting=True,
-    )
-    other_account = decide(
-        None,
-        op,
-        account_sid="AC" + "f" * 32,
-        observed_at=at(0),
-        now=at(0),
-        stall_after_seconds=STALL,
-        emit_first_sighting=True,
-    )
-    other_op = decide(
-        None,
-        operation(S.SCHEDULED, op_id=OPERATION_ID + "x"),
-        account_sid=ACCOUNT_SID,
-        observed_at=at(0),
-        now=at(0),
-        stall_after_seconds=STALL,
-        emit_first_sighting=True,
-    )
+    one = run(None, op, now=at(0))
+    other_account = run(None, op, now=at(0), account_sid="AC" + "f" * 32)
+    other_op = run(None, operation(S.SCHEDULED, op_id=OPERATION_ID + "x"), now=at(0))
     keys = {d.changes[0].event_key for d in (one, other_account, other_op)}
     assert len(keys) == 3
 
@@ -408,7 +386,7 @@ def test_tracked_operation_round_trips() -> None:
     assert TrackedOperation.model_validate(state.model_dump(mode="json")) == state
     assert TrackedOperation.model_validate_json(state.model_dump_json()) == state
     assert state.stall_reported
-    with pytest.raises(Exception):  # noqa: B017 - frozen pydantic model
+    with pytest.raises(ValidationError, match="frozen"):
         state.status = S.CANCELED  # type: ignore[misc]
 
 

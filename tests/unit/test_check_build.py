@@ -52,7 +52,7 @@ def test_a_layer_for_the_target_passes(tmp_path: Path) -> None:
     _dist(tmp_path, "purelib", "2.0", "py3-none-any", {"purelib.py": b""})
     report = Report()
     dists = read_distributions(tmp_path)
-    check_distributions(tmp_path, dists, report)
+    check_distributions(dists, report)
     check_extensions(tmp_path, report)
     assert report.problems == []
     assert resolvable(tmp_path, "fastlib._core")
@@ -69,7 +69,7 @@ def test_a_layer_built_for_the_local_machine_fails(tmp_path: Path) -> None:
         {"fastlib/__init__.py": b"", "fastlib/_core.cpython-311-x86_64-linux-gnu.so": X86_64_ELF},
     )
     report = Report()
-    check_distributions(tmp_path, read_distributions(tmp_path), report)
+    check_distributions(read_distributions(tmp_path), report)
     check_extensions(tmp_path, report)
     assert len(report.problems) == 3  # wheel tags, file name, ELF machine
     assert not resolvable(tmp_path, "fastlib._core"), "CPython 3.13 on aarch64 would not find the module"

@@ -12,7 +12,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from comms_bridge.change_detection import TrackedOperation, decide
-from comms_bridge.models import EmailOperationStats, OperationStatus, parse_timestamp
+from comms_bridge.models import EmailOperation, EmailOperationStats, OperationStatus, parse_timestamp
 from comms_bridge.poller_events import (
     POLLER_DETAIL_TYPES,
     DetailType,
@@ -80,33 +80,29 @@ def test_sample_event_is_what_the_poller_would_publish(name: str, detail_type: D
         assert abs(stalled_for.total_seconds() - detail["stalledForSeconds"]) < 60
 
 
-def _status_changed() -> dict[str, Any]:
-    before = TrackedOperation.from_operation(operation(S.PROCESSING, updated=60, total=4, queued=4))
-    after = operation(S.COMPLETED, updated=120, total=4, sent=4, delivered=3, failed=1)
+def _first_change(before: EmailOperation, after: EmailOperation, seconds: int) -> dict[str, Any]:
+    """The detail of the first change the poller decides for ``before`` -> ``after``, ``seconds`` in."""
     decision = decide(
-        before,
+        TrackedOperation.from_operation(before),
         after,
         account_sid=ACCOUNT_SID,
-        observed_at=at(121),
-        now=at(121),
+        observed_at=at(seconds),
+        now=at(seconds),
         stall_after_seconds=1800,
         emit_first_sighting=True,
     )
     return decision.changes[0].detail
+
+
+def _status_changed() -> dict[str, Any]:
+    before = operation(S.PROCESSING, updated=60, total=4, queued=4)
+    after = operation(S.COMPLETED, updated=120, total=4, sent=4, delivered=3, failed=1)
+    return _first_change(before, after, 121)
 
 
 def _stalled() -> dict[str, Any]:
     op = operation(S.PROCESSING, updated=0, total=4, queued=4)
-    decision = decide(
-        TrackedOperation.from_operation(op),
-        op,
-        account_sid=ACCOUNT_SID,
-        observed_at=at(4000),
-        now=at(4000),
-        stall_after_seconds=1800,
-        emit_first_sighting=True,
-    )
-    return decision.changes[0].detail
+    return _first_change(op, op, 4000)
 
 
 def test_produced_details_validate() -> None:

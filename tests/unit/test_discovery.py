@@ -217,6 +217,18 @@ def test_extend_recent_takes_due_and_free_neighbours() -> None:
     assert taken[:3] == ["2026-11-27T11", "2026-11-27T10", "2026-11-27T09"]
 
 
+def test_extend_recent_counts_every_bucket_of_a_longer_recent_window() -> None:
+    cadence = Cadence.parse("4h:0,24h:15m,7d:1h")
+    recent_from = recent_start(NOW, cadence)  # 09:00: the recent listing holds 09, 10, 11, 12 and 13
+    views = {b: BucketView(NOW - timedelta(minutes=1), None) for b in window_buckets(NOW)}
+    counts: dict[str, int | None] = {f"2026-11-27T{h:02d}": 150 for h in range(9, 14)}  # 750: one page
+    counts["2026-11-27T08"] = 200  # 750 + 200 still fits the one page: 08:00 rides along for free
+    window = window_buckets(NOW)
+    assert extend_recent(recent_from, [], views, counts, page_size=1000, window=window) == ["2026-11-27T08"]
+    counts["2026-11-27T13"] = 400  # 1,000 already: 08:00 would cost a second page
+    assert extend_recent(recent_from, [], views, counts, page_size=1000, window=window) == []
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     ages=st.lists(st.integers(min_value=0, max_value=7 * 24 * 60), min_size=1, max_size=40),

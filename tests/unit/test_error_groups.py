@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +22,7 @@ from comms_bridge.error_groups import (
     summary_event_key,
 )
 from comms_bridge.models import STAT_FIELDS, OperationError
-from comms_bridge.poller_events import DetailType
+from comms_bridge.poller_events import EVENT_KEY_PATTERN, DetailType
 from tests.support.error_summaries import TRIGGER_KEY
 from tests.support.error_summaries import make_summary as build_summary
 from tests.support.schemas import detail_errors, validator
@@ -118,6 +119,8 @@ def test_summary_event_key_is_deterministic_and_distinct_from_the_trigger() -> N
     assert key != summary_event_key("k2")
     assert len(key) == 32
     assert int(key, 16) >= 0
+    assert re.fullmatch(EVENT_KEY_PATTERN, key)
+    assert summary_event_key(TRIGGER_KEY) != TRIGGER_KEY  # a trigger key has the same shape
 
 
 def test_detail_has_exactly_the_contract_fields_and_matches_the_schema() -> None:

@@ -253,3 +253,9 @@ def test_timestamp_with_offset_is_converted_to_utc():
     assert format_timestamp(datetime(2024, 6, 20, 12, 15, 30, tzinfo=UTC) + timedelta(hours=0)) == (
         "2024-06-20T12:15:30Z"
     )
+
+
+def test_status_rank_moves_forward_and_both_final_statuses_rank_alike() -> None:
+    order = [OperationStatus.SCHEDULED, OperationStatus.PROCESSING, OperationStatus.COMPLETED]
+    assert [s.rank for s in order] == sorted({s.rank for s in order})
+    assert OperationStatus.CANCELED.rank == OperationStatus.COMPLETED.rank

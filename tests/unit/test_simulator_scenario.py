@@ -102,7 +102,10 @@ def test_generated_scenario_round_trips_through_json(tmp_path: Path) -> None:
 def test_generator_cli_writes_a_loadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gen.yaml"
     assert generate_main(["--operations", "200", "--days", "1", "--active", "10", "--out", str(out)]) == 0
-    assert "200 operations" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "200 operations" in printed
+    # Options left out keep the generator's defaults.
+    assert Scenario.generate(n_operations=200, days=1, active=10).description in printed
     assert len(Scenario.load(out).operations) >= 200
 
 

@@ -16,11 +16,20 @@ from comms_sim.timeline import (
     STAT_NAMES,
     Keyframe,
     KeyframeTimeline,
+    OpState,
     SendPlan,
+    Timeline,
     state_at,
 )
 
 OP_ID = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
+
+
+def state_of(timeline: Timeline, t: int) -> OpState:
+    """The state at ``t`` of a timeline that exists by then."""
+    state = state_at(timeline, t)
+    assert state is not None
+    return state
 
 
 def plan(**overrides: object) -> SendPlan:
@@ -32,22 +41,18 @@ def plan(**overrides: object) -> SendPlan:
 def test_scheduled_then_processing_then_completed() -> None:
     send = plan(created=0, start=600, failed=100, opened=300)
     assert state_at(send, -1) is None
-    scheduled = state_at(send, 599)
-    assert scheduled is not None
+    scheduled = state_of(send, 599)
     assert scheduled.status == SCHEDULED
     assert scheduled.updated == 0
     assert scheduled.stats["scheduled"] == 1000
     assert scheduled.stats["queued"] == 0
-    started = state_at(send, 600)
-    assert started is not None
+    started = state_of(send, 600)
     assert (started.status, started.updated, started.stats["queued"]) == (PROCESSING, 600, 1000)
-    halfway = state_at(send, 600 + 150)
-    assert halfway is not None
+    halfway = state_of(send, 600 + 150)
     assert halfway.stats["queued"] == 500
     assert halfway.stats["failed"] == 50
     assert halfway.updated == 750
-    done = state_at(send, 900)
-    assert done is not None
+    done = state_of(send, 900)
     assert done.status == COMPLETED
     assert done.updated == 900
     assert done.stats["sent"] == 900
@@ -58,8 +63,7 @@ def test_scheduled_then_processing_then_completed() -> None:
 def test_updated_at_only_moves_when_something_changes() -> None:
     send = plan(total=3, duration=600, step=10)
     for t in range(0, 600, 10):
-        state = state_at(send, t)
-        assert state is not None
+        state = state_of(send, t)
         previous = state_at(send, state.updated - 1) if state.updated > 0 else None
         assert previous is None or (previous.status, previous.stats) != (state.status, state.stats)
     assert len(send.versions()) == 4  # created with 0 processed, then 1, 2, 3 (completed)
@@ -67,10 +71,8 @@ def test_updated_at_only_moves_when_something_changes() -> None:
 
 def test_late_deliveries_and_opens_after_completion_move_updated_at() -> None:
     send = plan(late_delivered=40, opened=500, early_open_fraction=0.2, late=[60, 600, 3600])
-    completed = state_at(send, 300)
-    later = state_at(send, 300 + 3600)
-    assert completed is not None
-    assert later is not None
+    completed = state_of(send, 300)
+    later = state_of(send, 300 + 3600)
     assert completed.status == later.status == COMPLETED
     assert later.stats["opened"] == 500
     assert completed.stats["opened"] == 100
@@ -81,8 +83,7 @@ def test_late_deliveries_and_opens_after_completion_move_updated_at() -> None:
 
 def test_cancel_while_scheduled_cancels_everything() -> None:
     send = plan(start=1200, cancel=600)
-    state = state_at(send, 601)
-    assert state is not None
+    state = state_of(send, 601)
     assert state.status == CANCELED
     assert state.updated == 600
     assert state.stats["canceled"] == 1000
@@ -91,10 +92,8 @@ def test_cancel_while_scheduled_cancels_everything() -> None:
 
 def test_cancel_mid_processing_cancels_what_was_queued() -> None:
     send = plan(cancel=150)
-    before = state_at(send, 149)
-    after = state_at(send, 150)
-    assert before is not None
-    assert after is not None
+    before = state_of(send, 149)
+    after = state_of(send, 150)
     assert after.status == CANCELED
     assert before.status == PROCESSING
     # The tick at the cancel instant is processed first; whatever is still queued then is canceled.
@@ -108,18 +107,15 @@ def test_stall_freezes_updated_at_then_resumes_shifted() -> None:
     send = plan(stall_at=90, stall_for=1800)
     frozen = [state_at(send, t) for t in (90, 500, 1889)]
     assert all(state is not None and state.updated == 90 and state.status == PROCESSING for state in frozen)
-    resumed = state_at(send, 90 + 1800 + 30)
-    assert resumed is not None
+    resumed = state_of(send, 90 + 1800 + 30)
     assert resumed.updated == 120 + 1800
-    done = state_at(send, 300 + 1800)
-    assert done is not None
+    done = state_of(send, 300 + 1800)
     assert done.status == COMPLETED
 
 
 def test_stall_forever_stays_processing() -> None:
     send = plan(stall_at=120)
-    state = state_at(send, 30 * 86400)
-    assert state is not None
+    state = state_of(send, 30 * 86400)
     assert (state.status, state.updated) == (PROCESSING, 120)
     assert send.versions()[-1].time == 120
 
@@ -127,8 +123,7 @@ def test_stall_forever_stays_processing() -> None:
 def test_bucket_counting_puts_each_email_in_one_bucket() -> None:
     send = plan(failed=50, undelivered=20, late_delivered=10, opened=400, late=[60], counting="bucket")
     for t in (0, 100, 299, 300, 360):
-        state = state_at(send, t)
-        assert state is not None
+        state = state_of(send, t)
         stats = state.stats
         buckets = ("queued", "sent", "scheduled", "delivered", "opened", "undelivered", "failed", "canceled")
         assert sum(stats[name] for name in buckets) == stats["total"]
@@ -227,10 +222,8 @@ def test_keyframes_are_output_verbatim_with_explicit_updated_at() -> None:
     ]
     timeline = KeyframeTimeline(id=OP_ID, created=10, frames=frames)
     assert state_at(timeline, 9) is None
-    first = state_at(timeline, 69)
-    last = state_at(timeline, 10_000)
-    assert first is not None
-    assert last is not None
+    first = state_of(timeline, 69)
+    last = state_of(timeline, 10_000)
     assert (first.status, dict(first.stats), first.updated) == (SCHEDULED, {"total": 2, "scheduled": 2}, 10)
     assert (last.status, last.updated) == (COMPLETED, 95)
     with pytest.raises(ValueError, match="first version"):

@@ -98,6 +98,13 @@ def _resources(output: dict[str, Any], resolver: Resolver, resource_type: str) -
     return found
 
 
+def _function_env(output: dict[str, Any], resolver: Resolver, function: str) -> dict[str, Any]:
+    """The resolved environment variables of one function."""
+    properties = _resources(output, resolver, "AWS::Lambda::Function")[function]
+    env: dict[str, Any] = properties["Environment"]["Variables"]
+    return env
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -175,8 +182,7 @@ def test_bus_is_created_only_without_a_name(deployed: tuple[dict[str, Any], Reso
         assert list(buses) == ["EventBus"]
         assert bus_name == "<EventBus>"
     for function in ("PollerFunction", "ErrorsFunction"):
-        env = _resources(output, resolver, "AWS::Lambda::Function")[function]["Environment"]["Variables"]
-        assert env["EVENT_BUS_NAME"] == bus_name
+        assert _function_env(output, resolver, function)["EVENT_BUS_NAME"] == bus_name
 
 
 def test_archive_keeps_our_events(default_stack: tuple[dict[str, Any], Resolver]) -> None:
@@ -271,7 +277,7 @@ def test_stall_minutes_become_seconds() -> None:
 
 def test_poller_environment_matches_the_contract(deployed: tuple[dict[str, Any], Resolver]) -> None:
     output, resolver = deployed
-    env = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]["Environment"]["Variables"]
+    env = _function_env(output, resolver, "PollerFunction")
     assert env == env | {
         "COMMS_API_BASE_URL": "https://comms.twilio.com/v1",
         "TWILIO_SECRET_ARN": TWILIO_SECRET,
@@ -295,7 +301,7 @@ def test_poller_environment_matches_the_contract(deployed: tuple[dict[str, Any],
 
 def test_errors_environment_matches_the_contract(deployed: tuple[dict[str, Any], Resolver]) -> None:
     output, resolver = deployed
-    env = _resources(output, resolver, "AWS::Lambda::Function")["ErrorsFunction"]["Environment"]["Variables"]
+    env = _function_env(output, resolver, "ErrorsFunction")
     assert env == env | {
         "COMMS_API_BASE_URL": "https://comms.twilio.com/v1",
         "TWILIO_SECRET_ARN": TWILIO_SECRET,
@@ -553,9 +559,13 @@ def test_poller_cannot_touch_what_it_does_not_use(default_stack: tuple[dict[str,
 
 def test_transform_does_not_mutate_the_template_between_scenarios() -> None:
     before = copy.deepcopy(load_template())
+    defaults = {**parameter_defaults(before), **DEFAULTS}
+    first = _sam_transform(defaults)
     _sam_transform({**parameter_defaults(before), **EVERYTHING_ON})
     assert load_template() == before
     assert Path(TEMPLATE_PATH).is_file()
+    # What the module-scoped fixtures rely on: one scenario's transform leaves nothing behind for the next.
+    assert _sam_transform(defaults) == first
 
 
 # boto3 client methods the layer calls -> the IAM action each needs (TransactWriteItems is authorized per item

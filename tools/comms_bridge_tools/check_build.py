@@ -124,7 +124,7 @@ def elf_machine(path: Path) -> int | None:
     return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
-def check_distributions(site: Path, dists: Iterable[Distribution], report: Report) -> None:
+def check_distributions(dists: Iterable[Distribution], report: Report) -> None:
     for dist in dists:
         if dist.purelib and all(tag.endswith("-any") for tag in dist.tags):
             continue
@@ -289,7 +289,7 @@ def check_build(build_dir: Path) -> Report:
         report.fail(f"{site}: missing (did sam build run?)")
         return report
     dists = read_distributions(site)
-    check_distributions(site, dists, report)
+    check_distributions(dists, report)
     check_pins(dists, report)
     check_extensions(site, report)
     check_imports(site, dists, report)

@@ -19,7 +19,7 @@ import json
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from comms_bridge_tools.lambda_runtime import LambdaContext
@@ -202,31 +202,46 @@ def cmd_operations_list(args: argparse.Namespace, out: TextIO) -> int:
 # -- parser ------------------------------------------------------------------------------------------
 
 
-def _wrap(text: str) -> str:
-    # The raw formatter keeps the environment table as written; descriptions are wrapped here instead.
-    return textwrap.fill(text, width=HELP_WIDTH)
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    handler: Callable[[argparse.Namespace, TextIO], int],
+) -> argparse.ArgumentParser:
+    """A leaf command: its description wrapped here (the raw formatter keeps the environment table as
+    written), the environment table as its epilog."""
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, width=HELP_WIDTH),
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="comms-bridge",
         description="Operate a comms-bridge deployment (or the local stack) from the command line.",
         epilog=ENVIRONMENT_HELP,
-        formatter_class=formatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    poll = commands.add_parser(
+    poll = _command(
+        commands,
         "poll",
         help="run the poller once against the configured endpoints",
-        description=_wrap(
+        description=(
             "Run the poller once, as the scheduled Lambda does: list the operations, publish the changes, "
             "store the state and move the checkpoint. With --dry-run nothing is published or written: the "
             "events that would be published are printed."
         ),
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=formatter,
+        handler=cmd_poll,
     )
     poll.add_argument("--dry-run", action="store_true", help="print the events; publish and write nothing")
     poll.add_argument(
@@ -237,48 +252,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop starting new work after this long, like the Lambda timeout (default: %(default)s)",
     )
     poll.add_argument("--json", action="store_true", help="machine-readable output")
-    poll.set_defaults(handler=cmd_poll)
 
     checkpoint = commands.add_parser(
         "checkpoint", help="show or reset the poller's checkpoint", description="The poller's checkpoint."
     )
     checkpoint_commands = checkpoint.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = checkpoint_commands.add_parser(
+    show = _command(
+        checkpoint_commands,
         "show",
         help="print the checkpoint",
-        description=_wrap("Print the checkpoint of the configured account: watermark, last run, buckets."),
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=formatter,
+        description="Print the checkpoint of the configured account: watermark, last run, buckets.",
+        handler=cmd_checkpoint_show,
     )
     show.add_argument("--json", action="store_true", help="the stored document as JSON")
-    show.set_defaults(handler=cmd_checkpoint_show)
-    reset = checkpoint_commands.add_parser(
+    reset = _command(
+        checkpoint_commands,
         "reset",
         help="delete the checkpoint",
-        description=_wrap(
+        description=(
             "Delete the checkpoint. The next run bootstraps again: it lists the whole retention window. "
             "Operations already recorded keep their state, so nothing is published twice; operations it sees "
             "for the first time are handled as BOOTSTRAP_MODE says (baseline: recorded without an event)."
         ),
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=formatter,
+        handler=cmd_checkpoint_reset,
     )
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    reset.set_defaults(handler=cmd_checkpoint_reset)
 
     operations = commands.add_parser(
         "operations", help="list tracked operations", description="Operations the poller tracks."
     )
     operation_commands = operations.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = operation_commands.add_parser(
+    listing = _command(
+        operation_commands,
         "list",
         help="operations tracked as SCHEDULED or PROCESSING",
-        description=_wrap("List the operations the poller tracks as not yet terminal, oldest first."),
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=formatter,
+        description="List the operations the poller tracks as not yet terminal, oldest first.",
+        handler=cmd_operations_list,
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    listing.set_defaults(handler=cmd_operations_list)
     return parser
 
 

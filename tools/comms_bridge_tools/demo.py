@@ -42,9 +42,8 @@ from comms_bridge_tools.lambda_runtime import (
     ASYNC_ATTEMPTS,
     REPO_ROOT,
     LambdaFunction,
+    as_delivered,
     deliver_event,
-    receive_queued_events,
-    receive_queued_messages,
 )
 from comms_bridge_tools.moto_server import MotoServer
 from comms_bridge_tools.slack_receiver import SlackReceiver
@@ -281,7 +280,8 @@ def _event_time(event: Mapping[str, Any], fallback: datetime) -> str:
 
 
 class _Validator:
-    """The detail-type JSON Schemas of the layer, applied to every event that crossed the bus."""
+    """The detail-type JSON Schemas of the layer, applied to every event that crossed the bus as the tests
+    apply them (tests/support/schemas.py): they are draft-04, the only draft the schema registry takes."""
 
     def __init__(self) -> None:
         import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415 -- a dev dependency
@@ -298,7 +298,8 @@ class _Validator:
                 schema = self._load(detail_type)
             except (ValueError, OSError):
                 return [f"no schema for detail-type {detail_type!r}"]
-            self._validators[detail_type] = self._jsonschema.Draft202012Validator(schema)
+            draft4 = self._jsonschema.Draft4Validator
+            self._validators[detail_type] = draft4(schema, format_checker=draft4.FORMAT_CHECKER)
         return [error.message for error in self._validators[detail_type].iter_errors(dict(detail))]
 
 
@@ -372,7 +373,6 @@ class DemoRun:
         }
         self._validator = _Validator()
         self.functions: dict[str, LambdaFunction] = {}
-        self.sqs: Any = None
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -491,8 +491,6 @@ class DemoRun:
                 twilio_secret={"accountSid": DEMO_ACCOUNT_SID, "authToken": DEMO_AUTH_TOKEN},
                 slack_webhook_url=slack.url,
             )
-            self.sqs = sqs = session.client("sqs")
-            sns = session.client("sns")
             routes = rule_routes(aws)
             scheduled_id, expression, payload = poller_schedule(aws)
             interval = schedule_seconds(expression)
@@ -522,7 +520,7 @@ class DemoRun:
                             f"the poll at {_clock_text(now)} was {poll.result['status']}: {errors}"
                         )
                     self._drain_bus(aws, now)
-                    self._deliver(aws, routes, sqs, sns, now)
+                    self._deliver(aws, routes, now)
                     self._collect_alerts(aws, slack, now)
                     self.result.polls = tick + 1
                     self.timeline.advance(tick + 1, _clock_text(now))
@@ -566,17 +564,16 @@ class DemoRun:
         t.blank()
 
     def _drain_bus(self, aws: local_stack.LocalStack, now: datetime) -> None:
-        for event in receive_queued_events(self.sqs, aws.capture_queue_url):
+        for event in _queued_events(aws, aws.capture_queue_url):
             self._record_event(event, now)
 
-    def _deliver(
-        self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], sqs: Any, sns: Any, now: datetime
-    ) -> None:
+    def _deliver(self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], now: datetime) -> None:
         """Hand every matched event to its targets; repeat while targets put new events on the bus."""
+        sns = aws.client("sns")
         for _ in range(10):
             delivered = 0
             for route in routes:
-                for event in receive_queued_events(sqs, route.queue_url):
+                for event in _queued_events(aws, route.queue_url):
                     delivered += 1
                     for logical_id in route.functions:
                         deliver_event(self._function(aws, logical_id), event)
@@ -592,10 +589,15 @@ class DemoRun:
         for payload in slack.take():
             text = slack_payload_text(payload)
             self._record_alert(AlertRecord(at, "slack", _operation_in(text, payload), "", text))
-        for envelope in receive_queued_messages(self.sqs, aws.alert_queue_url):
+        for envelope in aws.drain_alerts(wait=0):
             subject = str(envelope.get("Subject") or "")
             body = sns_mail_text(str(envelope.get("Message") or ""))
             self._record_alert(AlertRecord(at, "sns", _operation_in(subject + body), subject, body))
+
+
+def _queued_events(aws: local_stack.LocalStack, queue_url: str) -> list[dict[str, Any]]:
+    """The EventBridge events a rule delivered to ``queue_url`` (a target's stand-in), as delivered."""
+    return [as_delivered(body) for body in aws.drain(queue_url, wait=0)]
 
 
 def sns_mail_text(message: str) -> str:

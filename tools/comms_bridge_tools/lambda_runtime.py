@@ -21,10 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, TextIO
-
-if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+from typing import Any, Final, TextIO
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_ACCOUNT_ID: Final = "123456789012"
@@ -190,28 +187,27 @@ class LambdaFunction:
             monotonic=self._monotonic,
         )
 
-    def invoke(self, event: Any, *, raise_errors: bool = False) -> Invocation:
+    def invoke(self, event: Any) -> Invocation:
         """Call ``lambda_handler(event, context)``; the event goes through JSON as Lambda's does."""
         payload = json.loads(json.dumps(event))
         context = self.context()
+        result: Any = None
+        error: str | None = None
         started = time.perf_counter()
         with self._inside():
             try:
                 if self._module is None:
                     self._module = self._load()
                 handler: Handler = getattr(self._module, self.handler_name)
-                result = handler(payload, context)
-                invocation = Invocation(context.aws_request_id, result=json.loads(json.dumps(result)))
+                result = json.loads(json.dumps(handler(payload, context)))
             except Exception as exc:
-                if raise_errors:
-                    raise
                 # Lambda logs the stack trace of a failed invocation; so does this runtime.
                 traceback.print_exc(file=sys.stderr)
-                invocation = Invocation(context.aws_request_id, error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
         invocation = Invocation(
-            invocation.request_id,
-            result=invocation.result,
-            error=invocation.error,
+            context.aws_request_id,
+            result=result,
+            error=error,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         self.invocations.append(invocation)
@@ -236,43 +232,13 @@ def as_delivered(event: dict[str, Any], *, account_id: str = DEFAULT_ACCOUNT_ID)
     return {"account": account_id, **event}
 
 
-def receive_queued_messages(
-    sqs: SQSClient, queue_url: str, *, max_batches: int = 100
-) -> list[dict[str, Any]]:
-    """Every JSON message body waiting in ``queue_url``, oldest first, deleted as it is taken."""
-    bodies: list[dict[str, Any]] = []
-    for _ in range(max_batches):
-        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = response.get("Messages", [])
-        if not messages:
-            break
-        bodies.extend(json.loads(message["Body"]) for message in messages)
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-    return bodies
-
-
-def receive_queued_events(sqs: SQSClient, queue_url: str) -> list[dict[str, Any]]:
-    """The EventBridge events a rule delivered to ``queue_url`` (a target's stand-in), as delivered."""
-    return [as_delivered(body) for body in receive_queued_messages(sqs, queue_url)]
-
-
-def deliver_event(
-    function: LambdaFunction, event: dict[str, Any], *, attempts: int | None = None
-) -> Delivery:
+def deliver_event(function: LambdaFunction, event: dict[str, Any]) -> Delivery:
     """An asynchronous invocation: retried on error as the function's retry setting says (Lambda's default:
     twice), then given up (Lambda would hand it to the function's on-failure destination)."""
     made: list[Invocation] = []
-    for _ in range(function.async_attempts if attempts is None else attempts):
+    for _ in range(function.async_attempts):
         invocation = function.invoke(event)
         made.append(invocation)
         if invocation.ok:
             break
     return Delivery(event=event, attempts=made)
-
-
-def deliver_queue(function: LambdaFunction, sqs: SQSClient, queue_url: str) -> list[Delivery]:
-    """Deliver every event queued for ``function`` by its rule, in order."""
-    return [deliver_event(function, event) for event in receive_queued_events(sqs, queue_url)]

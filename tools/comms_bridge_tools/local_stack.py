@@ -210,23 +210,6 @@ class Resolver:
         return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
 
 
-def resolve(
-    value: Any,
-    parameters: Mapping[str, str],
-    resource_names: Mapping[str, Any],
-    *,
-    template: Mapping[str, Any] | None = None,
-    stack_name: str = "comms-bridge",
-) -> Any:
-    """Resolve ``value`` (a piece of the template) with the given parameters and local resource values."""
-    return Resolver(
-        template=template if template is not None else load_template(),
-        parameters=parameters,
-        resource_names=resource_names,
-        stack_name=stack_name,
-    ).resolve(value)
-
-
 def function_events(
     template: Mapping[str, Any], event_type: str
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -279,7 +262,6 @@ class LocalStack:
     region: str
     client: Callable[[str], Any]
     resource_names: dict[str, Any] = field(default_factory=dict)
-    rule_names: dict[str, str] = field(default_factory=dict)  # rule logical id -> rule name
     rule_queue_urls: dict[str, str] = field(default_factory=dict)  # rule logical id -> stand-in target queue
     capture_queue_url: str = ""
     alert_queue_url: str = ""  # SQS subscription of the alert topic (SNS envelopes)
@@ -478,7 +460,6 @@ class LocalStack:
         url, queue_arn = self._new_queue(f"{self.prefix}-{logical_id}-target")
         events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "stand-in", "Arn": queue_arn}])
         for key in filter(None, (logical_id, alias)):
-            self.rule_names[key] = name
             self.rule_queue_urls[key] = url
             self.resource_names[key] = name
             self.resource_names[f"{key}.Arn"] = rule_arn
@@ -502,10 +483,6 @@ class LocalStack:
         return str(self.resource_names["StateTable"])
 
     @property
-    def idempotency_table_name(self) -> str:
-        return str(self.resource_names["IdempotencyTable"])
-
-    @property
     def bus_name(self) -> str:
         return str(
             self.resolver().resolve({"Fn::If": ["CreateBus", {"Ref": "EventBus"}, {"Ref": "EventBusName"}]})
@@ -516,10 +493,6 @@ class LocalStack:
         return self.parameters["EventSource"]
 
     @property
-    def alert_topic_arn(self) -> str:
-        return str(self.resource_names["AlertTopic"])
-
-    @property
     def errors_trigger_queue_url(self) -> str:
         """Stands in for ErrorsFunction as the target of ErrorsTriggerRule."""
         return self.rule_queue_urls["ErrorsTriggerRule"]
@@ -528,14 +501,6 @@ class LocalStack:
     def stalled_alert_queue_url(self) -> str:
         """Stands in for the alert topic as the target of StalledAlertRule."""
         return self.rule_queue_urls["StalledAlertRule"]
-
-    @property
-    def poller_dead_letter_queue_url(self) -> str:
-        return str(self.resource_names["PollerDeadLetterQueue"])
-
-    @property
-    def errors_dead_letter_queue_url(self) -> str:
-        return str(self.resource_names["ErrorsDeadLetterQueue"])
 
     def function_environment(self, function_logical_id: str) -> FunctionEnv:
         """The environment the template gives the function (Globals merged), resolved to local names."""

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import requests
 from moto.server import ThreadedMotoServer
 
 FAKE_AWS_ENV = {
@@ -36,25 +32,6 @@ class MotoServer:
     def stop(self) -> None:
         self._server.stop()
 
-    def reset(self) -> None:
-        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
-
     def env(self) -> dict[str, str]:
         """The environment a process needs to talk to this server through the SDK's own AWS_ENDPOINT_URL."""
         return {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint_url}
-
-
-@contextmanager
-def running_moto_server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
-    saved = {key: os.environ.get(key) for key in server.env()}
-    os.environ.update(server.env())
-    try:
-        yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.stop()

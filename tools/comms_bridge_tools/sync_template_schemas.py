@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from comms_bridge.poller_events import DetailType
+
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 SCHEMA_DIR: Final = REPO_ROOT / "layers" / "shared" / "python" / "comms_bridge" / "schemas"
 BEGIN: Final = "  # BEGIN GENERATED SCHEMAS"
@@ -26,8 +28,11 @@ CONTENT_INDENT: Final = " " * 8
 @dataclass(frozen=True)
 class RegisteredSchema:
     logical_id: str
-    file_name: str
-    detail_type: str
+    detail_type: DetailType
+
+    @property
+    def file_name(self) -> str:
+        return self.detail_type.schema_file
 
     @property
     def schema_name_suffix(self) -> str:
@@ -35,18 +40,10 @@ class RegisteredSchema:
 
 
 REGISTERED: Final = (
-    RegisteredSchema(
-        "StatusChangedSchema", "email-operation-status-changed.json", "Email Operation Status Changed"
-    ),
-    RegisteredSchema(
-        "StatsChangedSchema", "email-operation-stats-changed.json", "Email Operation Stats Changed"
-    ),
-    RegisteredSchema("StalledSchema", "email-operation-stalled.json", "Email Operation Stalled"),
-    RegisteredSchema(
-        "ErrorsSummarizedSchema",
-        "email-operation-errors-summarized.json",
-        "Email Operation Errors Summarized",
-    ),
+    RegisteredSchema("StatusChangedSchema", DetailType.STATUS_CHANGED),
+    RegisteredSchema("StatsChangedSchema", DetailType.STATS_CHANGED),
+    RegisteredSchema("StalledSchema", DetailType.STALLED),
+    RegisteredSchema("ErrorsSummarizedSchema", DetailType.ERRORS_SUMMARIZED),
 )
 
 

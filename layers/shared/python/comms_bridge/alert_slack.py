@@ -11,14 +11,17 @@ from __future__ import annotations
 from typing import Any, Final
 
 from comms_bridge.error_groups import (
+    ALERT_SAMPLES,
     ErrorGroup,
     ErrorsSummary,
     clip,
+    code_label,
     coverage_line,
     format_count,
     format_rate,
     headline,
 )
+from comms_bridge.poller_events import RATE_FIELDS
 
 MAX_BLOCKS: Final = 50
 MAX_SECTION_CHARS: Final = 3000
@@ -28,11 +31,8 @@ MAX_FIELDS: Final = 10
 MAX_CONTEXT_ELEMENTS: Final = 10
 MAX_GROUP_MESSAGE_CHARS: Final = 1500
 MAX_FALLBACK_CHARS: Final = 3000
-ALERT_SAMPLES: Final = 3
-"""Sample email ids shown per group (the event carries up to 5)."""
 
 COUNTER_FIELDS: Final = ("total", "delivered", "opened", "failed", "undelivered", "canceled")
-RATED: Final = frozenset({"delivered", "opened", "failed", "undelivered", "canceled"})
 
 
 def escape(text: str) -> str:
@@ -64,18 +64,17 @@ def _counter_fields(summary: ErrorsSummary) -> list[dict[str, Any]]:
     fields = []
     for name in COUNTER_FIELDS:
         value = format_count(int(summary.stats[name]))
-        if name in RATED:
+        if name in RATE_FIELDS:
             value = f"{value} ({format_rate(rates[name])})"
         fields.append({"type": "mrkdwn", "text": clip(f"*{name.capitalize()}*\n{value}", MAX_FIELD_CHARS)})
     return fields[:MAX_FIELDS]
 
 
 def group_text(rank: int, group: ErrorGroup) -> str:
-    code = "no code" if group.code is None else f"code {group.code}"
     message = (
         "(no message)" if group.message is None else escape(clip(group.message, MAX_GROUP_MESSAGE_CHARS))
     )
-    lines = [f"*{rank}. {format_count(group.count)} \u00d7* {_code_span(code)}  {message}"]
+    lines = [f"*{rank}. {format_count(group.count)} \u00d7* {_code_span(code_label(group))}  {message}"]
     if group.sample_email_ids:
         samples = group.sample_email_ids[:ALERT_SAMPLES]
         lines.append("e.g. " + ", ".join(_code_span(email) for email in samples))

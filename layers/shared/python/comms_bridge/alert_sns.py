@@ -12,8 +12,10 @@ import textwrap
 from typing import Final
 
 from comms_bridge.error_groups import (
+    ALERT_SAMPLES,
     ErrorsSummary,
     clip,
+    code_label,
     coverage_line,
     format_count,
     format_rate,
@@ -25,8 +27,6 @@ from comms_bridge.poller_events import RATE_FIELDS
 MAX_SUBJECT_CHARS: Final = 100
 SUBJECT_PREFIX: Final = "[comms-bridge] "
 BODY_WIDTH: Final = 78
-ALERT_SAMPLES: Final = 3
-"""Sample email ids shown per group in an alert (the event carries up to 5)."""
 _NOT_PRINTABLE_ASCII: Final = re.compile(r"[^\x20-\x7e]+")
 
 
@@ -86,7 +86,7 @@ def render_body(summary: ErrorsSummary) -> str:
         lines.append("")
         lines.append("Top errors, most frequent first")
         for rank, group in enumerate(summary.groups, start=1):
-            code = "no code" if group.code is None else f"code {group.code}"
+            code = code_label(group)
             message = "(no message)" if group.message is None else group.message
             lines.extend(_wrapped(f"{rank}. {format_count(group.count)} x {code}: {message}", "  ", "     "))
             if group.sample_email_ids:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,14 +23,6 @@ from comms_bridge.poller_events import (
     stats_changed_key,
     status_changed_key,
 )
-
-# Statuses only move forward; COMPLETED and CANCELED are both final.
-_STATUS_RANK: Final = {
-    OperationStatus.SCHEDULED: 0,
-    OperationStatus.PROCESSING: 1,
-    OperationStatus.COMPLETED: 2,
-    OperationStatus.CANCELED: 2,
-}
 
 
 class TrackedOperation(BaseModel):
@@ -117,46 +109,34 @@ def is_older(observed: EmailOperation, recorded: TrackedOperation) -> bool:
     observed_at, recorded_at = observed.updated, recorded.updated
     if observed_at != recorded_at:
         return observed_at < recorded_at
-    return _STATUS_RANK[observed.status] < _STATUS_RANK[recorded.status]
+    return observed.status.rank < recorded.status.rank
 
 
-def _status_changed(
-    observed: EmailOperation, previous: TrackedOperation | None, *, account_sid: str, observed_at: datetime
+def _change(
+    detail_type: DetailType,
+    key: str,
+    observed: EmailOperation,
+    previous: TrackedOperation | None,
+    *,
+    account_sid: str,
+    observed_at: datetime,
+    stalled_for_seconds: int | None = None,
 ) -> Change:
-    previous_status = None if previous is None else previous.status
-    key = status_changed_key(account_sid, observed.id, observed.status)
+    """One event about ``observed``; ``previous`` (None: a first sighting) gives its previous* fields."""
     detail = build_detail(
         event_key=key,
         account_sid=account_sid,
         operation_id=observed.id,
         status=observed.status,
-        previous_status=previous_status,
+        previous_status=None if previous is None else previous.status,
         stats=observed.stats,
         previous_stats=None if previous is None else previous.stats,
         created_at=observed.created_at,
         updated_at=observed.updated_at,
         observed_at=observed_at,
+        stalled_for_seconds=stalled_for_seconds,
     )
-    return Change(DetailType.STATUS_CHANGED, detail, key, observed.id)
-
-
-def _stats_changed(
-    observed: EmailOperation, previous: TrackedOperation, *, account_sid: str, observed_at: datetime
-) -> Change:
-    key = stats_changed_key(account_sid, observed.id, observed.status, observed.updated_at, observed.stats)
-    detail = build_detail(
-        event_key=key,
-        account_sid=account_sid,
-        operation_id=observed.id,
-        status=observed.status,
-        previous_status=observed.status,
-        stats=observed.stats,
-        previous_stats=previous.stats,
-        created_at=observed.created_at,
-        updated_at=observed.updated_at,
-        observed_at=observed_at,
-    )
-    return Change(DetailType.STATS_CHANGED, detail, key, observed.id)
+    return Change(detail_type, detail, key, observed.id)
 
 
 def _stall(
@@ -176,20 +156,15 @@ def _stall(
         return None, state
     key = stalled_key(account_sid, state.operation_id, state.updated_at)
     # A stall describes the current version, so previous* repeat it and the delta is zero.
-    detail = build_detail(
-        event_key=key,
+    change = _change(
+        DetailType.STALLED,
+        key,
+        state.to_operation(),
+        state,
         account_sid=account_sid,
-        operation_id=state.operation_id,
-        status=state.status,
-        previous_status=state.status,
-        stats=state.stats,
-        previous_stats=state.stats,
-        created_at=state.created_at,
-        updated_at=state.updated_at,
         observed_at=observed_at,
         stalled_for_seconds=stalled_for,
     )
-    change = Change(DetailType.STALLED, detail, key, state.operation_id)
     return change, state.model_copy(update={"stalled_for_updated_at": state.updated_at})
 
 
@@ -220,10 +195,18 @@ def decide(
         return Decision(changes=[], new_state=None if state == previous else state)
 
     changes: list[Change] = []
+    kind: DetailType | None = None
     if previous is None or observed.status != previous.status:
-        changes.append(_status_changed(observed, previous, account_sid=account_sid, observed_at=observed_at))
+        kind, key = DetailType.STATUS_CHANGED, status_changed_key(account_sid, observed.id, observed.status)
     elif observed.stats != previous.stats:
-        changes.append(_stats_changed(observed, previous, account_sid=account_sid, observed_at=observed_at))
+        kind = DetailType.STATS_CHANGED
+        key = stats_changed_key(
+            account_sid, observed.id, observed.status, observed.updated_at, observed.stats
+        )
+    if kind is not None:
+        changes.append(
+            _change(kind, key, observed, previous, account_sid=account_sid, observed_at=observed_at)
+        )
     stall, state = _stall(
         state,
         account_sid=account_sid,

@@ -47,6 +47,7 @@ from comms_bridge.models import (
     OperationErrorsPage,
     OperationsPage,
     OperationStatus,
+    describe_invalid,
     format_timestamp,
     is_operation_id,
     parse_operation_errors_page,
@@ -224,7 +225,8 @@ class CommsClient:
     ) -> None:
         base = base_url.rstrip("/")
         check_secure_url(base, what="the Comms API base URL")
-        if urlsplit(base).username is not None or urlsplit(base).password is not None:
+        parts = urlsplit(base)
+        if parts.username is not None or parts.password is not None:
             raise ValueError("the Comms API base URL must not carry credentials; pass CommsCredentials")
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -288,7 +290,7 @@ class CommsClient:
             operation = EmailOperation.model_validate(payload)
         except ValidationError as exc:
             raise CommsMalformedResponse(
-                f"Comms API fetch_operation returned an invalid operation: {_describe(exc)}",
+                f"Comms API fetch_operation returned an invalid operation: {describe_invalid(exc)}",
                 status=200,
                 endpoint=ENDPOINT_FETCH_OPERATION,
             ) from None
@@ -577,11 +579,6 @@ def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
     return value
-
-
-def _describe(error: ValidationError) -> str:
-    # loc and msg only: pydantic's default rendering would repeat the input values.
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<item>'}: {e['msg']}" for e in error.errors())
 
 
 def _error_envelope(response: requests.Response) -> list[ApiErrorDetail]:

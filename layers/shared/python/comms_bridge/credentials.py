@@ -141,13 +141,13 @@ def _read_secret(
         raise CredentialsError("the Twilio secret (TWILIO_SECRET_ARN) is not valid JSON") from None
     except GetParameterError as exc:
         raise CredentialsError(
-            f"could not read the Twilio secret (TWILIO_SECRET_ARN): {_fetch_failure(exc)}"
+            f"could not read the Twilio secret (TWILIO_SECRET_ARN): {aws_error_code(exc)}"
         ) from None
 
 
-def _fetch_failure(exc: Exception) -> str:
-    """The AWS error code of a failed fetch, which says why (AccessDenied, ResourceNotFound) without
-    carrying any secret material."""
+def aws_error_code(exc: Exception) -> str:
+    """The AWS error code behind a failed Powertools fetch (``GetParameterError``), which says why
+    (AccessDenied, ResourceNotFound) without carrying any secret material."""
     cause = exc.__cause__ or exc.__context__
     response = getattr(cause, "response", None)
     if isinstance(response, dict):

@@ -321,8 +321,10 @@ def extend_recent(
     """Buckets just older than the recent listing that it should cover too: due ones (never dearer than
     listing them apart) and ones that fit in its pages for free. Returned newest first."""
     due_set = set(due)
-    in_window = set(window)
-    total = sum(counts.get(bucket_id(recent_from + HOUR * i)) or 0 for i in range(3))
+    buckets = list(window)
+    in_window = set(buckets)
+    # What the recent listing holds already: every bucket from its start up to the current one.
+    total = sum(counts.get(b) or 0 for b in buckets if bucket_start(b) >= recent_from)
     taken: list[str] = []
     cursor = recent_from
     while len(taken) < MAX_RANGE_BUCKETS:

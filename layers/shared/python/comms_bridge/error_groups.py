@@ -182,6 +182,11 @@ class ErrorsSummary:
 
 ERRORS_SUMMARIZED: Final = DetailType.ERRORS_SUMMARIZED.value
 
+# -- wording shared by the Slack and SNS alerts ---------------------------------------------------------
+
+ALERT_SAMPLES: Final = 3
+"""Sample email ids shown per group in an alert (the event carries up to 5)."""
+
 
 def format_count(value: int) -> str:
     return f"{value:,}"
@@ -197,6 +202,10 @@ def headline(summary: ErrorsSummary) -> str:
     total = int(summary.stats["total"])
     rate = format_rate(summary.rates["failed"])
     return f"{format_count(failed)} of {format_count(total)} emails failed ({rate})"
+
+
+def code_label(group: ErrorGroup) -> str:
+    return "no code" if group.code is None else f"code {group.code}"
 
 
 def coverage_line(summary: ErrorsSummary) -> str:

@@ -15,9 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from comms_bridge.models import OPERATION_ID_PATTERN, EmailOperationStats, OperationStatus
-from comms_bridge.poller_events import DetailType
 
-TRIGGER_DETAIL_TYPES: Final = (DetailType.STATUS_CHANGED.value, DetailType.STATS_CHANGED.value)
 ACCOUNT_SID_PATTERN: Final = r"^AC[0-9a-fA-F]{32}$"
 _SHOWN_VALUE_CHARS: Final = 80
 

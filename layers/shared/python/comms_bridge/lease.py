@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from comms_bridge.state_store import checkpoint_key
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -35,7 +37,7 @@ class Lease:
 
     @property
     def key(self) -> dict[str, AttributeValueTypeDef]:
-        return {"pk": {"S": f"CHECKPOINT#{self.account_sid}"}, "sk": {"S": "CHECKPOINT"}}
+        return checkpoint_key(self.account_sid)
 
     def acquire(self, now: datetime, seconds: float) -> bool:
         """Take the lease until ``now + seconds`` unless another owner holds an unexpired one."""

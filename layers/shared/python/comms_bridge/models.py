@@ -59,9 +59,11 @@ class OperationStatus(StrEnum):
     def terminal(self) -> bool:
         return self in (OperationStatus.COMPLETED, OperationStatus.CANCELED)
 
+    @property
+    def rank(self) -> int:
+        """Statuses only move forward: SCHEDULED, PROCESSING, then COMPLETED or CANCELED (both final)."""
+        return 2 if self.terminal else 0 if self is OperationStatus.SCHEDULED else 1
 
-ACTIVE_STATUSES: Final = (OperationStatus.SCHEDULED, OperationStatus.PROCESSING)
-TERMINAL_STATUSES: Final = (OperationStatus.COMPLETED, OperationStatus.CANCELED)
 
 _COUNTER = Field(ge=0)
 
@@ -190,7 +192,8 @@ class MalformedResponseError(ValueError):
     """The response as a whole does not have the documented shape (not JSON, no list, no pagination)."""
 
 
-def _describe(error: ValidationError) -> str:
+def describe_invalid(error: ValidationError) -> str:
+    """``loc: msg`` of every problem; pydantic's default rendering would repeat the input values."""
     parts = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "<item>"
@@ -212,7 +215,7 @@ def _pagination(payload: dict[str, Any]) -> Pagination:
     try:
         return Pagination.model_validate(raw)
     except ValidationError as exc:
-        raise MalformedResponseError(f"bad 'pagination': {_describe(exc)}") from exc
+        raise MalformedResponseError(f"bad 'pagination': {describe_invalid(exc)}") from exc
 
 
 def _items(payload: object, key: str) -> tuple[dict[str, Any], list[Any]]:
@@ -234,7 +237,7 @@ def parse_operations_page(payload: object) -> OperationsPage:
         try:
             operations.append(EmailOperation.model_validate(raw))
         except ValidationError as exc:
-            skipped.append(SkippedItem(index=index, item_id=_item_id(raw), reason=_describe(exc)))
+            skipped.append(SkippedItem(index=index, item_id=_item_id(raw), reason=describe_invalid(exc)))
     return OperationsPage(
         operations=operations, skipped=skipped, next_token=pagination.next, self_token=pagination.self_token
     )
@@ -249,7 +252,7 @@ def parse_operation_errors_page(payload: object) -> OperationErrorsPage:
         try:
             errors.append(OperationError.model_validate(raw))
         except ValidationError as exc:
-            skipped.append(SkippedItem(index=index, item_id=None, reason=_describe(exc)))
+            skipped.append(SkippedItem(index=index, item_id=None, reason=describe_invalid(exc)))
     return OperationErrorsPage(
         errors=errors, skipped=skipped, next_token=pagination.next, self_token=pagination.self_token
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -127,7 +127,6 @@ class PollerRun:
         config: PollerConfig,
         context: LambdaContextLike | None = None,
         metrics: MetricsSink | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.store = store
@@ -136,7 +135,6 @@ class PollerRun:
         self.config = config
         self.context = context
         self.metrics = metrics or NullMetrics()
-        self._monotonic = monotonic
         self.summary = RunSummary()
         self.known: dict[str, TrackedOperation] = {}
         self.absent: set[str] = set()
@@ -166,7 +164,7 @@ class PollerRun:
     # -- entry point ----------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
-        started = self._monotonic()
+        started = time.monotonic()
         previous_deadline = self.client.deadline
         self.client.deadline = lambda: self.remaining_seconds() - self.config.safety_margin_seconds
         try:
@@ -294,9 +292,10 @@ class PollerRun:
         self.summary.departures = len(departed)
         now = self.client.now()
         views = {b: BucketView(_parse(s.refreshed), _parse(s.completed)) for b, s in buckets.items()}
-        due = due_buckets(now, cfg.cadence, views, limit=cfg.max_buckets_per_run)
-        due = [b for b in due if bucket_start(b) < recent_from]
-        if not checkpoint.bootstrapped:
+        if checkpoint.bootstrapped:
+            due = due_buckets(now, cfg.cadence, views, limit=cfg.max_buckets_per_run)
+            due = [b for b in due if bucket_start(b) < recent_from]
+        else:
             # Bootstrap lists every bucket once; only the time budget spreads it over runs.
             due = due_buckets(now, cfg.cadence, views, limit=10_000)
         by_bucket = group_by_bucket((op_id, s.created_at) for op_id, s in departed.items())
@@ -421,7 +420,7 @@ class PollerRun:
                 if not _same_version(known, op):
                     self._add_pending(op, observed_at)
                 continue
-            version = recent_key(op.id, op.updated_at, fingerprint(TrackedOperation.from_operation(op)))
+            version = _version_key(op)
             if not is_candidate(
                 op.updated_at,
                 version,
@@ -555,9 +554,7 @@ class PollerRun:
         for op_id, op in observed.items():
             if op_id in failed_ops or decisions[op_id].stale:
                 continue
-            self.recent.add(
-                recent_key(op_id, op.updated_at, fingerprint(TrackedOperation.from_operation(op))), op.updated
-            )
+            self.recent.add(_version_key(op), op.updated)
         return not failed_ops
 
     def _publish(self, changes: dict[str, list[Change]]) -> set[str]:
@@ -652,7 +649,7 @@ class PollerRun:
         s.dynamodb_calls = dict(self.store.counters.calls)
         s.dynamodb_items_read = self.store.counters.items_read
         s.dynamodb_items_written = self.store.counters.items_written + self.store.counters.items_deleted
-        s.duration_ms = int((self._monotonic() - started) * 1000)
+        s.duration_ms = int((time.monotonic() - started) * 1000)
         m = self.metrics
         m.add("OperationsSeen", "Count", s.operations_seen)
         m.add("ChangesDetected", "Count", s.changes_detected)
@@ -673,6 +670,10 @@ class PollerRun:
 def _chain(first: OperationsPage, rest: Iterator[OperationsPage]) -> Iterator[OperationsPage]:
     yield first
     yield from rest
+
+
+def _version_key(op: EmailOperation) -> str:
+    return recent_key(op.id, op.updated_at, fingerprint(op))
 
 
 def _same_version(known: TrackedOperation, op: EmailOperation) -> bool:

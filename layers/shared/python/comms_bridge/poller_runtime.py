@@ -41,12 +41,12 @@ class PollerRuntime:
     @classmethod
     def from_env(cls) -> PollerRuntime:
         settings = Settings.from_env()
-        table = settings.require_state_table()
+        settings.require_state_table()  # fail before any credentials are loaded
         credentials = load_credentials(settings)
         config = PollerConfig.from_env(settings, credentials.account_sid)
         session = boto3.session.Session()
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        runtime = cls(
+        return cls(
             settings=settings,
             config=config,
             comms=CommsClient(
@@ -55,13 +55,9 @@ class PollerRuntime:
             dynamodb=session.client("dynamodb", region_name=region, config=AWS_CLIENT_CONFIG),
             events=session.client("events", region_name=region, config=AWS_CLIENT_CONFIG),
         )
-        runtime._table = table
-        return runtime
-
-    _table: str = ""
 
     def run(self, context: LambdaContextLike | None, *, metrics: MetricsSink | None = None) -> dict[str, Any]:
-        table = self._table or self.settings.require_state_table()
+        table = self.settings.require_state_table()
         summary = run(
             client=self.comms,
             store=StateStore(self.dynamodb, table_name=table, account_sid=self.config.account_sid),

@@ -82,7 +82,6 @@ class EventPublisher:
         self.max_delay = max_delay
         self._sleep = sleep
         self.put_events_calls = 0
-        self.entries_sent = 0
 
     def size_of(self, event: OutgoingEvent) -> int:
         return entry_size_bytes(
@@ -157,7 +156,6 @@ class EventPublisher:
         self, batch: list[OutgoingEvent]
     ) -> tuple[list[OutgoingEvent], list[tuple[OutgoingEvent, str, str]]]:
         self.put_events_calls += 1
-        self.entries_sent += len(batch)
         try:
             response = self._client.put_events(Entries=[self._entry(event) for event in batch])
         except ClientError as exc:

@@ -19,11 +19,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from comms_bridge.credentials import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike, aws_error_code
 from comms_bridge.settings import SettingsError, check_secure_url
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
@@ -31,7 +32,6 @@ CONNECT_TIMEOUT_SECONDS: Final = 3.05
 DEFAULT_MAX_ATTEMPTS: Final = 3
 MAX_RETRY_AFTER_SECONDS: Final = 30.0
 MIN_REQUEST_SECONDS: Final = 1.0
-SECRET_MAX_AGE_SECONDS: Final = 300
 WEBHOOK_SETTING: Final = "the Slack webhook URL (secret SLACK_WEBHOOK_SECRET_ARN)"
 
 logger = logging.getLogger("comms_bridge.slack_webhook")
@@ -52,12 +52,6 @@ class SlackPostError(Exception):
 class SlackPostResult:
     status: int
     attempts: int
-
-
-class SecretsProviderLike(Protocol):
-    def get(
-        self, name: str, max_age: int | None = None, transform: None = None, force_fetch: bool = False
-    ) -> Any: ...
 
 
 def webhook_url_from_secret(value: object) -> str:
@@ -83,7 +77,11 @@ class SecretWebhookUrl:
     """Reads the URL from Secrets Manager through Powertools Parameters (cached ``max_age`` seconds)."""
 
     def __init__(
-        self, secret_arn: str, provider: SecretsProviderLike, *, max_age: int = SECRET_MAX_AGE_SECONDS
+        self,
+        secret_arn: str,
+        provider: SecretsProviderLike,
+        *,
+        max_age: int = DEFAULT_SECRET_MAX_AGE_SECONDS,
     ) -> None:
         self._arn = secret_arn
         self._provider = provider
@@ -96,22 +94,12 @@ class SecretWebhookUrl:
             value = self._provider.get(self._arn, max_age=self._max_age)
         except GetParameterError as exc:
             raise SlackPostError(
-                f"could not read {WEBHOOK_SETTING}: {_aws_error_code(exc)}", kind="config", retryable=True
+                f"could not read {WEBHOOK_SETTING}: {aws_error_code(exc)}", kind="config", retryable=True
             ) from None
         try:
             return webhook_url_from_secret(value)
         except SettingsError as exc:
             raise SlackPostError(str(exc), kind="config", retryable=True) from None
-
-
-def _aws_error_code(exc: Exception) -> str:
-    cause = exc.__cause__ or exc.__context__
-    response = getattr(cause, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if isinstance(code, str):
-            return code
-    return type(cause or exc).__name__
 
 
 def _retry_after(value: str | None) -> float | None:

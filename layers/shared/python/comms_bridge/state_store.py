@@ -25,14 +25,20 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from comms_bridge.change_detection import TrackedOperation
 from comms_bridge.discovery import trim_stored_recent
-from comms_bridge.models import STAT_FIELDS, EmailOperationStats, OperationStatus, parse_timestamp
+from comms_bridge.models import (
+    STAT_FIELDS,
+    EmailOperation,
+    EmailOperationStats,
+    OperationStatus,
+    parse_timestamp,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -44,6 +50,7 @@ STATE_TTL_AFTER_CREATION: Final = timedelta(days=8)
 """Twilio keeps operations 7 days after creation; state outlives that by a day, then TTL removes it."""
 
 Item = dict[str, "AttributeValueTypeDef"]
+_T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 
@@ -110,6 +117,11 @@ def state_expires_at(created_at: str) -> int:
     return _epoch(created_at) + int(STATE_TTL_AFTER_CREATION.total_seconds())
 
 
+def checkpoint_key(account_sid: str) -> Item:
+    """Key of the account's checkpoint item, which also carries the lease (``lease.py``)."""
+    return {"pk": _s(f"CHECKPOINT#{account_sid}"), "sk": _s("CHECKPOINT")}
+
+
 def _tracked_attributes(state: TrackedOperation) -> Item:
     item: Item = {
         "operationId": _s(state.operation_id),
@@ -168,7 +180,7 @@ class StateStore:
         return {"pk": _s(f"ACTIVE#{self.account_sid}"), "sk": _s(operation_id)}
 
     def checkpoint_key(self) -> Item:
-        return {"pk": _s(f"CHECKPOINT#{self.account_sid}"), "sk": _s("CHECKPOINT")}
+        return checkpoint_key(self.account_sid)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -176,29 +188,21 @@ class StateStore:
         """The recorded state of each id that has one (strongly consistent BatchGetItem)."""
         ids = sorted(set(operation_ids))
         found: dict[str, TrackedOperation] = {}
+
+        def read(keys: list[Item]) -> list[Item]:
+            response = self._db.batch_get_item(
+                RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            )
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                state = _tracked_from_item(item)
+                found[state.operation_id] = state
+                self.counters.items_read += 1
+            unprocessed_keys: Any = response.get("UnprocessedKeys", {})
+            return list(unprocessed_keys.get(self.table_name, {}).get("Keys", []))
+
         for start in range(0, len(ids), BATCH_GET_MAX):
             keys: list[Item] = [self.state_key(op_id) for op_id in ids[start : start + BATCH_GET_MAX]]
-            attempt = 0
-            while keys:
-                attempt += 1
-                self._backoff(attempt)
-                self.counters.count("BatchGetItem")
-                try:
-                    response = self._db.batch_get_item(
-                        RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
-                    )
-                except ClientError as exc:
-                    if attempt >= self.max_attempts:
-                        raise StateStoreError(f"BatchGetItem failed: {_code(exc)}") from None
-                    continue
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    state = _tracked_from_item(item)
-                    found[state.operation_id] = state
-                    self.counters.items_read += 1
-                unprocessed_keys: Any = response.get("UnprocessedKeys", {})
-                keys = list(unprocessed_keys.get(self.table_name, {}).get("Keys", []))
-                if keys and attempt >= self.max_attempts:
-                    raise StateStoreError(f"BatchGetItem left {len(keys)} key(s) unprocessed")
+            self._retry_batch("BatchGetItem", "key(s)", keys, read)
         return found
 
     def active_index(self) -> dict[str, TrackedOperation]:
@@ -287,34 +291,43 @@ class StateStore:
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
-        for start in range(0, len(requests), BATCH_WRITE_MAX):
-            pending = requests[start : start + BATCH_WRITE_MAX]
-            attempt = 0
-            while pending:
-                attempt += 1
-                self._backoff(attempt)
-                self.counters.count("BatchWriteItem")
-                try:
-                    response = self._db.batch_write_item(RequestItems={self.table_name: pending})
-                except ClientError as exc:
-                    if attempt >= self.max_attempts:
-                        raise StateStoreError(f"BatchWriteItem failed: {_code(exc)}") from None
+        def write(pending: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef]:
+            response = self._db.batch_write_item(RequestItems={self.table_name: pending})
+            unprocessed_items: Any = response.get("UnprocessedItems", {})
+            unprocessed: list[WriteRequestTypeDef] = list(unprocessed_items.get(self.table_name, []))
+            for request in pending:
+                if request in unprocessed:
                     continue
-                unprocessed_items: Any = response.get("UnprocessedItems", {})
-                unprocessed: list[WriteRequestTypeDef] = list(unprocessed_items.get(self.table_name, []))
-                for request in pending:
-                    if request in unprocessed:
-                        continue
-                    if "PutRequest" in request:
-                        self.counters.items_written += 1
-                    else:
-                        self.counters.items_deleted += 1
-                pending = unprocessed
-                if pending and attempt >= self.max_attempts:
-                    raise StateStoreError(f"BatchWriteItem left {len(pending)} item(s) unprocessed")
+                if "PutRequest" in request:
+                    self.counters.items_written += 1
+                else:
+                    self.counters.items_deleted += 1
+            return unprocessed
+
+        for start in range(0, len(requests), BATCH_WRITE_MAX):
+            self._retry_batch("BatchWriteItem", "item(s)", requests[start : start + BATCH_WRITE_MAX], write)
+
+    def _retry_batch(
+        self, operation: str, what: str, pending: list[_T], send: Callable[[list[_T]], list[_T]]
+    ) -> None:
+        """Send one batch, then whatever ``send`` returns as unprocessed, with backoff; a call failing with a
+        retryable error is retried too. StateStoreError once ``max_attempts`` are used up, or at once for an
+        error no retry can mend (a missing table, a validation error)."""
+        attempt = 0
+        while pending:
+            attempt += 1
+            self._backoff(attempt)
+            self.counters.count(operation)
+            try:
+                pending = send(pending)
+            except ClientError as exc:
+                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
+                    raise StateStoreError(f"{operation} failed: {_code(exc)}") from None
+                continue
+            if pending and attempt >= self.max_attempts:
+                raise StateStoreError(f"{operation} left {len(pending)} {what} unprocessed")
 
     def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        codes = _RETRYABLE
         attempt = 0
         while True:
             attempt += 1
@@ -323,7 +336,7 @@ class StateStore:
             try:
                 return call()
             except ClientError as exc:
-                if _code(exc) not in codes or attempt >= self.max_attempts:
+                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
                     raise
             # botocore already retried throttling; this outer loop only covers longer throttling spells.
 
@@ -379,7 +392,7 @@ def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
     return Checkpoint.model_validate_json(doc["S"])
 
 
-def fingerprint(state: TrackedOperation) -> str:
+def fingerprint(state: TrackedOperation | EmailOperation) -> str:
     """Short digest of a version (status, updatedAt, stats): same digest, same version."""
     text = json.dumps([state.status.value, state.updated_at, state.stats.as_dict()], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
