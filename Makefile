@@ -40,7 +40,7 @@ cfn-lint: $(STAMP) $(SAM_STAMP) ## cfn-lint and sam validate --lint on template.
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
 unit: $(STAMP) ## unit tests only (no servers)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/product/unit
 
 test: $(STAMP) lint typecheck cfn-lint ## everything CI runs: lint, types, template checks, all tests
 	$(BIN)/pytest

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from benchmarks.results import FloorFigures
-from comms_bridge.discovery import DEFAULT_CADENCE, RETENTION, Cadence
+from comms_bridge.poller.discovery import DEFAULT_CADENCE, RETENTION, Cadence
 from comms_sim.generate import DEFAULT_SHAPE, SHAPES
 from comms_sim.timeline import COMPLETED, Timeline
 

@@ -22,7 +22,7 @@ from benchmarks.rig import (
     scheduled_event,
     without_moto_transaction_snapshots,
 )
-from comms_bridge.discovery import DEFAULT_CADENCE, Cadence
+from comms_bridge.poller.discovery import DEFAULT_CADENCE, Cadence
 from comms_sim import ManualClock, Scenario
 from comms_sim.generate import DEFAULT_SHAPE, generate_scenario
 from comms_sim.ids import operation_id

@@ -1,7 +1,7 @@
 """Errors enricher Lambda: target of ErrorsTriggerRule (contract §1, §3, §4).
 
-Thin wiring only: parse the trigger (Powertools Parser), then run ``comms_bridge.enricher.Enricher`` under
-Powertools Idempotency keyed on the trigger's ``detail.eventKey``. Clients, settings and the idempotency
+Thin wiring only: parse the trigger (Powertools Parser), then run ``comms_bridge.enricher.enricher.Enricher``
+under Powertools Idempotency keyed on the trigger's ``detail.eventKey``. Clients, settings and the idempotency
 layers are built once per execution environment; whatever depends on the invocation (its deadline) is
 built per invocation.
 """
@@ -26,22 +26,17 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from comms_bridge.comms_client import CommsClient
-from comms_bridge.credentials import load_credentials
-from comms_bridge.enricher import (
-    AlertTarget,
-    Enricher,
-    EnricherSettings,
-    EventBridgeSummarySink,
-    PowertoolsLedger,
-    SlackAlert,
-    SnsAlert,
-)
-from comms_bridge.errors_event import InvalidTriggerEvent, TriggerEvent, parse_trigger
+from comms_bridge.aws.eventbridge import EventPublisher
+from comms_bridge.aws.secrets import load_credentials
+from comms_bridge.comms.client import CommsClient
+from comms_bridge.enricher.adapters import EventBridgeSummarySink, PowertoolsLedger, SlackAlert, SnsAlert
+from comms_bridge.enricher.alerts.webhook import SecretWebhookUrl, SlackWebhook
+from comms_bridge.enricher.enricher import Enricher
+from comms_bridge.enricher.ports import AlertTarget
+from comms_bridge.enricher.settings import EnricherSettings
+from comms_bridge.enricher.trigger import InvalidTriggerEvent, TriggerEvent, parse_trigger
 from comms_bridge.observability import quiet_secret_leaking_loggers
-from comms_bridge.publisher import EventPublisher
 from comms_bridge.settings import Settings
-from comms_bridge.slack_webhook import SecretWebhookUrl, SlackWebhook
 
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CommsBridge")
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "errors")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from comms_bridge.observability import build
-from comms_bridge.poller_runtime import PollerRuntime
+from comms_bridge.poller.runtime import PollerRuntime
 
 obs = build("poller")
 _runtime: PollerRuntime | None = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from comms_bridge.error_groups import ErrorGroup, ErrorsSummary
+from comms_bridge.enricher.grouping import ErrorGroup
+from comms_bridge.enricher.summary import ErrorsSummary
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 OPERATION = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from comms_bridge.models import (
+from comms_bridge.comms.models import (
     STAT_FIELDS,
     EmailOperation,
     EmailOperationStats,

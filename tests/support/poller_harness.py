@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from comms_bridge.poller_events import POLLER_DETAIL_TYPES
+from comms_bridge.events.detail_types import POLLER_DETAIL_TYPES
 from comms_bridge_tools.local_stack import LocalStack
 from comms_bridge_tools.moto_server import FAKE_AWS_ENV, MotoServer
 from comms_sim import ManualClock, Scenario, SimulatorServer

@@ -13,8 +13,8 @@ from typing import Any
 # No stubs for jsonschema in requirements-dev.txt (types-jsonschema would remove the need for the ignore).
 import jsonschema  # type: ignore[import-untyped]
 
-from comms_bridge.poller_events import DetailType
-from comms_bridge.schema_validation import load_schema
+from comms_bridge.events.detail_types import DetailType
+from comms_bridge.events.schemas import load_schema
 
 ENVELOPE_KEYS = frozenset(
     {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}

@@ -38,7 +38,7 @@ FUNCTIONS: Final = ("PollerFunction", "ErrorsFunction")
 # Names the handlers import at cold start; a missing one is an ImportError in Lambda.
 REQUIRED_IMPORTS: Final = (
     "comms_bridge",
-    "comms_bridge.models",
+    "comms_bridge.comms.models",
     "comms_bridge.settings",
     "pydantic",
     "pydantic_core",
@@ -294,9 +294,9 @@ def check_build(build_dir: Path) -> Report:
     check_extensions(site, report)
     check_imports(site, dists, report)
     check_package_imports(site, "comms_bridge", report)
-    schemas = sorted(p.name for p in (site / "comms_bridge" / "schemas").glob("*.json"))
+    schemas = sorted(p.name for p in (site / "comms_bridge" / "events" / "schemas").glob("*.json"))
     if not schemas:
-        report.fail("comms_bridge/schemas/*.json missing from the layer")
+        report.fail("comms_bridge/events/schemas/*.json missing from the layer")
     unzipped, zipped = tree_size(layer)
     functions_size = check_handlers(build_dir, site, report)
     if unzipped + functions_size > UNZIPPED_LIMIT_BYTES:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from comms_bridge_tools.lambda_runtime import LambdaContext
 
 if TYPE_CHECKING:
-    from comms_bridge.poller_runtime import PollerRuntime
-    from comms_bridge.state_store import StateStore
+    from comms_bridge.poller.runtime import PollerRuntime
+    from comms_bridge.poller.state_store import StateStore
 
 DEFAULT_TIME_BUDGET: Final = 60.0
 HELP_WIDTH: Final = 88
@@ -60,13 +60,13 @@ def _deadline(seconds: float) -> LambdaContext:
 
 
 def _runtime() -> PollerRuntime:
-    from comms_bridge.poller_runtime import PollerRuntime  # noqa: PLC0415 -- keeps --help instant
+    from comms_bridge.poller.runtime import PollerRuntime  # noqa: PLC0415 -- keeps --help instant
 
     return PollerRuntime.from_env()
 
 
 def _store(runtime: PollerRuntime) -> StateStore:
-    from comms_bridge.state_store import StateStore  # noqa: PLC0415
+    from comms_bridge.poller.state_store import StateStore  # noqa: PLC0415
 
     return StateStore(
         runtime.dynamodb,
@@ -83,7 +83,7 @@ def _print_json(out: TextIO, value: Any) -> None:
 
 
 def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
-    from comms_bridge.dry_run import dry_run  # noqa: PLC0415
+    from comms_bridge.poller.dry_run import dry_run  # noqa: PLC0415
 
     runtime = _runtime()
     deadline = _deadline(args.time_budget)
@@ -153,7 +153,7 @@ def cmd_checkpoint_show(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"  seen through   {checkpoint.seen_through or '-'}\n")
     out.write(f"  last run at    {checkpoint.last_run_at or '-'}\n")
     out.write(f"  hour buckets   {len(checkpoint.buckets)} tracked\n")
-    from comms_bridge.discovery import RecentVersions  # noqa: PLC0415
+    from comms_bridge.poller.discovery import RecentVersions  # noqa: PLC0415
 
     remembered = len(RecentVersions.from_stored(checkpoint.recent))
     out.write(f"  recent         {remembered} version(s) remembered for the lookback\n")
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     args = build_parser().parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from comms_bridge.comms_errors import CommsApiError  # noqa: PLC0415
+    from comms_bridge.comms.exceptions import CommsApiError  # noqa: PLC0415
     from comms_bridge.settings import SettingsError  # noqa: PLC0415
 
     stream = out if out is not None else sys.stdout

@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, TextIO
 
 import boto3
 
-from comms_bridge.poller_events import DetailType
+from comms_bridge.events.detail_types import DetailType
 from comms_bridge_tools import local_stack
 from comms_bridge_tools.lambda_runtime import (
     ASYNC_ATTEMPTS,
@@ -286,7 +286,7 @@ class _Validator:
     def __init__(self) -> None:
         import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415 -- a dev dependency
 
-        from comms_bridge.schema_validation import load_schema  # noqa: PLC0415
+        from comms_bridge.events.schemas import load_schema  # noqa: PLC0415
 
         self._jsonschema = jsonschema
         self._load = load_schema

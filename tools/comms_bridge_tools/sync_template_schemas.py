@@ -1,8 +1,9 @@
 """Embed the detail-type JSON Schemas in template.yaml's schema registry section.
 
 CloudFormation needs a schema's content inline, while the tests and the code read the files under
-``comms_bridge/schemas/``. This writes the files into the block between the two marker lines of the template,
-so the registry always holds exactly what the tests validate against (a unit test checks they are in sync).
+``comms_bridge/events/schemas/``. This writes the files into the block between the two marker lines of the
+template, so the registry always holds exactly what the tests validate against (a unit test checks they are
+in sync).
 
     python -m comms_bridge_tools.sync_template_schemas [--check] [template.yaml]
 """
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from comms_bridge.poller_events import DetailType
+from comms_bridge.events.detail_types import DetailType
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-SCHEMA_DIR: Final = REPO_ROOT / "layers" / "shared" / "python" / "comms_bridge" / "schemas"
+SCHEMA_DIR: Final = REPO_ROOT / "layers" / "shared" / "python" / "comms_bridge" / "events" / "schemas"
 BEGIN: Final = "  # BEGIN GENERATED SCHEMAS"
 END: Final = "  # END GENERATED SCHEMAS"
 CONTENT_INDENT: Final = " " * 8
@@ -62,8 +63,8 @@ def render_section(schema_dir: Path = SCHEMA_DIR) -> str:
             "    Properties:\n"
             "      RegistryName: !GetAtt SchemaRegistry.RegistryName\n"
             f"      SchemaName: !Sub ${{EventSource}}@{entry.schema_name_suffix}\n"
-            f"      Description: detail of {entry.detail_type} (layers/shared/python/comms_bridge/schemas/"
-            f"{entry.file_name})\n"
+            f"      Description: detail of {entry.detail_type} "
+            f"(layers/shared/python/comms_bridge/events/schemas/{entry.file_name})\n"
             "      # EventBridge takes OpenApi3 or JSONSchemaDraft4 documents; content = the file as is.\n"
             "      Type: JSONSchemaDraft4\n"
             "      Content: |\n"

@@ -1,0 +1,1 @@
+"""AWS adapters shared by the pipelines: EventBridge publishing, Secrets Manager, client config, retries."""

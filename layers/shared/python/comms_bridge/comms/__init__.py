@@ -1,0 +1,1 @@
+"""Twilio Comms API: the HTTP client, its exceptions, the models and the credentials (no AWS here)."""

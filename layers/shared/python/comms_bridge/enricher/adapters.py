@@ -1,0 +1,100 @@
+"""The real implementations of the enricher's ports: EventBridge, SNS, Slack and the Powertools step
+ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from comms_bridge.aws.eventbridge import EventPublisher, EventTooLargeError, OutgoingEvent
+from comms_bridge.enricher.alerts.slack import render_slack_message
+from comms_bridge.enricher.alerts.sns import render_sns
+from comms_bridge.enricher.alerts.webhook import SlackPostError, SlackWebhook
+from comms_bridge.enricher.ports import AlertFailed, SummaryNotPublished
+from comms_bridge.enricher.summary import ERRORS_SUMMARIZED, ErrorsSummary
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from mypy_boto3_sns import SNSClient
+
+
+class EventBridgeSummarySink:
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    def publish(self, summary: ErrorsSummary) -> None:
+        event = OutgoingEvent(
+            detail_type=ERRORS_SUMMARIZED, detail=summary.detail(), event_key=summary.event_key
+        )
+        try:
+            result = self._publisher.publish([event])
+        except EventTooLargeError as exc:
+            raise SummaryNotPublished(str(exc)) from None
+        if result.failed:
+            failed = result.failed[0]
+            raise SummaryNotPublished(f"PutEvents failed: {failed.error_code}: {failed.error_message}")
+
+
+class SnsAlert:
+    name = "sns"
+
+    def __init__(self, sns_client: SNSClient, topic_arn: str) -> None:
+        self._client = sns_client
+        self._topic_arn = topic_arn
+
+    def send(self, summary: ErrorsSummary) -> None:
+        subject, body = render_sns(summary)
+        try:
+            self._client.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise AlertFailed(f"SNS Publish failed: {code}", retryable=True, kind=str(code)) from None
+        except BotoCoreError as exc:
+            raise AlertFailed(
+                f"SNS Publish failed: {type(exc).__name__}", retryable=True, kind=type(exc).__name__
+            ) from None
+
+
+class SlackAlert:
+    name = "slack"
+
+    def __init__(self, webhook: SlackWebhook) -> None:
+        self._webhook = webhook
+
+    def send(self, summary: ErrorsSummary) -> None:
+        try:
+            self._webhook.post(render_slack_message(summary))
+        except SlackPostError as exc:
+            raise AlertFailed(str(exc), retryable=exc.retryable, kind=exc.kind) from None
+
+
+class PowertoolsLedger:
+    """Steps recorded with Powertools ``idempotent_function`` in the idempotency table, one record per
+    (step, eventKey). Powertools deletes the record when the step raises, keeps it IN_PROGRESS until the
+    Lambda's remaining time ends if the process dies mid-step, and stores the result when it returns."""
+
+    def __init__(
+        self, persistence_store: BasePersistenceLayer, config: IdempotencyConfig, *, prefix: str
+    ) -> None:
+        self._store = persistence_store
+        self._config = config
+        self._prefix = prefix
+
+    def once(self, step: str, event_key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        from aws_lambda_powertools.utilities.idempotency import idempotent_function  # noqa: PLC0415
+
+        def run(key: dict[str, str]) -> dict[str, Any]:
+            return action()
+
+        guarded = idempotent_function(
+            run,
+            data_keyword_argument="key",
+            persistence_store=self._store,
+            config=self._config,
+            key_prefix=f"{self._prefix}#{step}",
+        )
+        result: dict[str, Any] = guarded(key={"step": step, "eventKey": event_key})
+        return result

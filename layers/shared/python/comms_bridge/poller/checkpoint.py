@@ -1,0 +1,75 @@
+"""The poller's checkpoint document: watermarks, hour buckets and recently processed versions, kept
+under DynamoDB's item size limit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from comms_bridge.poller.discovery import trim_stored_recent
+from comms_bridge.poller.exceptions import StateStoreError
+
+logger = logging.getLogger(__name__)
+
+
+class BucketState(BaseModel):
+    """One hour of ``createdAt``. ``refreshed``: API time of the last complete listing of the bucket;
+    ``completed``: latest API time an operation of the bucket was seen turning terminal; ``count``: how
+    many operations the last listing returned."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    refreshed: str | None = Field(default=None, alias="r")
+    completed: str | None = Field(default=None, alias="c")
+    count: int | None = Field(default=None, alias="n")
+
+
+class Checkpoint(BaseModel):
+    """Per account. ``seen_through``: API time at the start of the last run whose active lists and
+    recent list were processed completely. ``buckets``: only the hour buckets inside retention (169 at
+    most). ``recent``: versions already processed that a lookback would otherwise re-read, in the
+    compact, capped form of :meth:`comms_bridge.poller.discovery.RecentVersions.to_stored`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    version: int = 1
+    bootstrapped: bool = False
+    seen_through: str | None = Field(default=None, alias="seenThrough")
+    last_run_at: str | None = Field(default=None, alias="lastRunAt")
+    buckets: dict[str, BucketState] = Field(default_factory=dict)
+    recent: dict[str, str] = Field(default_factory=dict)
+
+
+CHECKPOINT_DOC_MAX_BYTES: Final = 350_000
+"""DynamoDB refuses items over 400 KB; the rest of the item (key, lease attributes) is well under 50 KB."""
+
+
+def fit_checkpoint(
+    checkpoint: Checkpoint, *, max_bytes: int = CHECKPOINT_DOC_MAX_BYTES
+) -> tuple[Checkpoint, str]:
+    """The checkpoint and its serialized ``doc``, ``recent`` trimmed (oldest first) until the doc fits in
+    ``max_bytes``: forgetting processed versions only costs state reads, a refused write stops the
+    poller for good. Fails only if the doc is too big without any ``recent`` (cannot happen: the bucket
+    map is bounded by retention)."""
+    doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
+    size = len(doc.encode())
+    while size > max_bytes and checkpoint.recent:  # every round drops at least one entry
+        recent = trim_stored_recent(checkpoint.recent, drop_bytes=size - max_bytes)
+        checkpoint = checkpoint.model_copy(update={"recent": recent})
+        doc = checkpoint.model_dump_json(by_alias=True, exclude_none=True)
+        size = len(doc.encode())
+        logger.warning("checkpoint trimmed to its size limit", extra={"bytes": size})
+    if size > max_bytes:
+        raise StateStoreError(f"checkpoint of {size} bytes exceeds {max_bytes} even without recent versions")
+    return checkpoint, doc
+
+
+def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
+    """The checkpoint stored in an item's ``doc`` (None when the item has none yet)."""
+    doc = item.get("doc")
+    if not doc:
+        return None
+    return Checkpoint.model_validate_json(doc["S"])

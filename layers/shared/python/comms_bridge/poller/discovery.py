@@ -1,0 +1,339 @@
+"""Which listings a run makes and which listed operations it has to look at (pure, no I/O).
+
+The list API filters on ``createdAt`` (``startDate``/``endDate``) and ``status`` only. A run lists:
+
+* the active set: ``status=PROCESSING`` and ``status=SCHEDULED`` over the retention window;
+* the recent set: everything created since the start of the hour bucket that is ``recent_window`` old
+  (new operations of any status, and every-run follow-up of young ones);
+* due hour buckets: absolute hours of ``createdAt`` (membership never changes), each listed when the time
+  since its last complete listing reaches the cadence for its age (see :class:`Cadence`).
+
+A listed operation is a *candidate* (its state is read and compared) only if its ``updatedAt`` is not
+older than the source's previous complete listing minus ``lookback`` and its exact version is not among
+the versions processed recently. Anything older was already listed, with this same version, by that
+earlier complete listing and processed then.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from comms_bridge.comms.models import parse_timestamp
+
+RETENTION: Final = timedelta(days=7)
+HOUR: Final = timedelta(hours=1)
+DEFAULT_CADENCE: Final = "1h:0,24h:15m,7d:1h"
+
+_DURATION_RE: Final = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90`` / ``90s`` / ``15m`` / ``1h`` / ``7d``."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h, 7d)")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """Follow-up intervals by age: ``bands`` = ((age limit, interval), ...), ages ascending.
+
+    An operation younger than the first limit is looked at every run (its interval must be 0: the
+    recent listing covers it); up to the next limit at least every ``interval``; past the last limit
+    the last interval holds until retention ends. "Age" of an hour bucket is the time since its newest
+    possible creation or since an operation in it was last seen completing, whichever is shorter, so
+    a completion re-starts the fast follow-up for its bucket.
+    """
+
+    bands: tuple[tuple[timedelta, timedelta], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Cadence:
+        bands: list[tuple[timedelta, timedelta]] = []
+        for part in filter(None, (p.strip() for p in text.replace("=", ":").split(","))):
+            age_text, _, interval_text = part.partition(":")
+            interval_text = interval_text.strip().lower()
+            interval = timedelta(0) if interval_text in ("every", "0") else parse_duration(interval_text)
+            bands.append((parse_duration(age_text), interval))
+        if not bands:
+            raise ValueError("FOLLOW_UP_CADENCE is empty")
+        ages = [age for age, _ in bands]
+        if ages != sorted(ages) or len(set(ages)) != len(ages):
+            raise ValueError("FOLLOW_UP_CADENCE ages must be strictly ascending")
+        if bands[0][1] != timedelta(0) or bands[0][0] < HOUR:
+            raise ValueError("FOLLOW_UP_CADENCE must start with an every-run band of at least 1h (e.g. 1h:0)")
+        if any(interval <= timedelta(0) for _, interval in bands[1:]):
+            raise ValueError("FOLLOW_UP_CADENCE: only the first band may be every run")
+        return cls(tuple(bands))
+
+    @property
+    def recent_window(self) -> timedelta:
+        return self.bands[0][0]
+
+    def interval(self, age: timedelta) -> timedelta:
+        for limit, interval in self.bands:
+            if age < limit:
+                return interval
+        return self.bands[-1][1]
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_id(moment: datetime) -> str:
+    return floor_hour(moment).strftime("%Y-%m-%dT%H")
+
+
+def bucket_start(bucket: str) -> datetime:
+    return datetime.strptime(bucket, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+
+
+def recent_start(now: datetime, cadence: Cadence) -> datetime:
+    """``startDate`` of the recent listing: aligned to a bucket so that it covers whole buckets."""
+    return floor_hour(now - cadence.recent_window)
+
+
+def window_buckets(now: datetime) -> list[str]:
+    """Every hour bucket from the start of retention up to the current hour, oldest first."""
+    first = floor_hour(now - RETENTION)
+    count = int((floor_hour(now) - first) / HOUR) + 1
+    return [bucket_id(first + HOUR * i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class BucketView:
+    refreshed: datetime | None
+    completed: datetime | None
+
+
+def due_buckets(
+    now: datetime, cadence: Cadence, buckets: Mapping[str, BucketView], *, limit: int
+) -> list[str]:
+    """Buckets older than the recent listing's reach whose follow-up is due, most overdue first."""
+    covered_from = recent_start(now, cadence)
+    scored: list[tuple[timedelta, str]] = []
+    for bucket in window_buckets(now):
+        start = bucket_start(bucket)
+        if start >= covered_from:
+            continue
+        view = buckets.get(bucket, BucketView(None, None))
+        if view.refreshed is None:
+            scored.append((timedelta.max, bucket))
+            continue
+        age = now - (start + HOUR)
+        if view.completed is not None:
+            age = min(age, now - view.completed)
+        overdue = (now - view.refreshed) - cadence.interval(max(age, timedelta(0)))
+        if overdue >= timedelta(0):
+            scored.append((overdue, bucket))
+    scored.sort(key=lambda pair: (-pair[0].total_seconds(), pair[1]))
+    return [bucket for _, bucket in scored[:limit]]
+
+
+def is_candidate(
+    updated_at: str,
+    version: str,
+    *,
+    seen_through: datetime | None,
+    lookback: timedelta,
+    recent: Container[str],
+) -> bool:
+    """True if this listed version (``version``: its :func:`recent_key`) may be one the poller has not
+    processed yet."""
+    if version in recent:
+        return False
+    if seen_through is None:
+        return True
+    return parse_timestamp(updated_at) >= seen_through - lookback
+
+
+RECENT_KEY_CHARS: Final = 12
+"""9 bytes (72 bits) of BLAKE2b in base64url: a false match among thousands of remembered versions is
+astronomically unlikely, and each entry costs 12 bytes of the checkpoint item instead of ~90."""
+
+RECENT_MAX_ENTRIES: Final = 10_000
+"""At most ~125 KB of the checkpoint item (DynamoDB's limit is 400 KB): a 5,000-operation burst fits
+whole. Dropping an entry only costs a state read later (the version is then read and compared)."""
+
+_MINUTE_FORMAT: Final = "%Y-%m-%dT%H:%M"
+
+
+def recent_key(operation_id: str, updated_at: str, fingerprint: str) -> str:
+    """Compact identity of one processed version of one operation."""
+    text = f"{operation_id} {updated_at} {fingerprint}".encode()
+    return base64.urlsafe_b64encode(hashlib.blake2b(text, digest_size=9).digest()).decode()
+
+
+class RecentVersions:
+    """Versions processed recently (:func:`recent_key` -> ``updatedAt``), so that a lookback re-listing
+    them costs no state read. Only an optimisation: a version missing here is read and compared.
+
+    Stored in the checkpoint as ``{"<updatedAt minute>": "<key><key>..."}``: fixed-width keys
+    concatenated per minute of ``updatedAt`` (minutes are precise enough to prune by age)."""
+
+    def __init__(self, entries: Mapping[str, datetime] | None = None) -> None:
+        self._entries: dict[str, datetime] = dict(entries or {})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, key: str, updated: datetime) -> None:
+        self._entries[key] = updated
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, str]) -> RecentVersions:
+        """Read the stored form; anything unreadable (e.g. an older layout) is skipped, never fatal."""
+        entries: dict[str, datetime] = {}
+        for minute, keys in stored.items():
+            try:
+                updated = datetime.strptime(minute, _MINUTE_FORMAT).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if len(keys) % RECENT_KEY_CHARS or " " in keys:
+                continue
+            for start in range(0, len(keys), RECENT_KEY_CHARS):
+                entries[keys[start : start + RECENT_KEY_CHARS]] = updated
+        return cls(entries)
+
+    def to_stored(self, *, keep_after: datetime, max_entries: int = RECENT_MAX_ENTRIES) -> dict[str, str]:
+        """The stored form of the entries a lookback can still reach (``updatedAt`` not before
+        ``keep_after``), newest first, at most ``max_entries``."""
+        floor = keep_after.replace(second=0, microsecond=0)
+        kept = sorted(
+            ((updated, key) for key, updated in self._entries.items() if updated >= floor), reverse=True
+        )[: max(max_entries, 0)]
+        grouped: dict[str, list[str]] = {}
+        for updated, key in kept:
+            grouped.setdefault(updated.strftime(_MINUTE_FORMAT), []).append(key)
+        return {minute: "".join(sorted(keys)) for minute, keys in sorted(grouped.items(), reverse=True)}
+
+
+def trim_stored_recent(stored: Mapping[str, str], *, drop_bytes: int) -> dict[str, str]:
+    """Drop at least ``drop_bytes`` of stored entries, oldest minutes first (whole keys only)."""
+    kept = dict(sorted(stored.items(), reverse=True))
+    for minute in sorted(kept):
+        if drop_bytes <= 0:
+            break
+        keys = kept[minute]
+        drop_keys = min(len(keys) // RECENT_KEY_CHARS, -(-drop_bytes // RECENT_KEY_CHARS))
+        if drop_keys * RECENT_KEY_CHARS >= len(keys):
+            del kept[minute]
+            drop_bytes -= len(keys) + len(minute) + 6  # the key, quotes, colon and comma go too
+        else:
+            kept[minute] = keys[drop_keys * RECENT_KEY_CHARS :]
+            drop_bytes -= drop_keys * RECENT_KEY_CHARS
+    return kept
+
+
+def group_by_bucket(created: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(operation id, createdAt) pairs -> bucket -> ids."""
+    groups: dict[str, list[str]] = {}
+    for op_id, created_at in created:
+        groups.setdefault(bucket_id(parse_timestamp(created_at)), []).append(op_id)
+    return groups
+
+
+BOOTSTRAP_RANGE_BUCKETS: Final = 24
+MAX_RANGE_BUCKETS: Final = 24
+
+
+def pages(count: int, page_size: int) -> int:
+    return max(1, -(-count // page_size))
+
+
+def _fits_free(total: int, count: int | None, page_size: int) -> bool:
+    return count is not None and pages(total + count, page_size) == pages(total, page_size)
+
+
+def plan_ranges(
+    due: list[str],
+    views: Mapping[str, BucketView],
+    counts: Mapping[str, int | None],
+    *,
+    page_size: int,
+    eligible: Iterable[str] = (),
+) -> list[list[str]]:
+    """Group buckets into listings (``startDate``..``endDate`` ranges), most overdue group first.
+
+    A listing costs pages, not buckets: next to a due bucket, an adjacent bucket is added when it is due
+    too (listing it with its neighbour never costs more pages than alone) or when its operations still
+    fit in the pages the group needs anyway (a free early refresh; the group then stays in step and is
+    due together next time). ``eligible``: buckets that may ride along (older than the recent listing's
+    reach). Never-listed adjacent buckets (a bootstrap) share a listing of up to a day.
+    """
+    due_set = set(due)
+    allowed = set(eligible) | due_set
+    placed: set[str] = set()
+    ranges: list[list[str]] = []
+
+    def never(bucket: str) -> bool:
+        return views.get(bucket, BucketView(None, None)).refreshed is None
+
+    for head in due:
+        if head in placed:
+            continue
+        group = [head]
+        placed.add(head)
+        total = counts.get(head) or 0
+        for step in (HOUR, -HOUR):
+            cursor = bucket_start(head)
+            while len(group) < (BOOTSTRAP_RANGE_BUCKETS if never(head) else MAX_RANGE_BUCKETS):
+                cursor += step
+                nxt = bucket_id(cursor)
+                if nxt in placed or nxt not in allowed:
+                    break
+                if never(head) or never(nxt):
+                    if not (never(head) and never(nxt) and nxt in due_set):
+                        break
+                elif nxt not in due_set and not _fits_free(total, counts.get(nxt), page_size):
+                    break
+                if step > timedelta(0):
+                    group.append(nxt)
+                else:
+                    group.insert(0, nxt)
+                placed.add(nxt)
+                total += counts.get(nxt) or 0
+        ranges.append(group)
+    return ranges
+
+
+def extend_recent(
+    recent_from: datetime,
+    due: Iterable[str],
+    views: Mapping[str, BucketView],
+    counts: Mapping[str, int | None],
+    *,
+    page_size: int,
+    window: Iterable[str],
+) -> list[str]:
+    """Buckets just older than the recent listing that it should cover too: due ones (never dearer than
+    listing them apart) and ones that fit in its pages for free. Returned newest first."""
+    due_set = set(due)
+    buckets = list(window)
+    in_window = set(buckets)
+    # What the recent listing holds already: every bucket from its start up to the current one.
+    total = sum(counts.get(b) or 0 for b in buckets if bucket_start(b) >= recent_from)
+    taken: list[str] = []
+    cursor = recent_from
+    while len(taken) < MAX_RANGE_BUCKETS:
+        cursor -= HOUR
+        bucket = bucket_id(cursor)
+        if bucket not in in_window or views.get(bucket, BucketView(None, None)).refreshed is None:
+            break
+        if bucket not in due_set and not _fits_free(total, counts.get(bucket), page_size):
+            break
+        taken.append(bucket)
+        total += counts.get(bucket) or 0
+    return taken

@@ -1,0 +1,87 @@
+"""A poller run that reads everything and writes nothing: ``comms-bridge poll --dry-run``.
+
+The run itself is the real one (``poller_run.PollerRun``); only its three writers are swapped: the
+publisher records the events instead of putting them, the state store reads the table but never writes
+it, and the lease is held without being written (a dry run must not block a real one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, cast
+
+from comms_bridge.aws.eventbridge import EventPublisher, OutgoingEvent, PublishResult
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.lease import Lease
+from comms_bridge.poller.run import LambdaContextLike, run
+from comms_bridge.poller.state_store import StateStore
+from comms_bridge.poller.summary import RunSummary
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+
+    from comms_bridge.poller.runtime import PollerRuntime
+
+
+class RecordingPublisher(EventPublisher):
+    """Accepts every event (after the same size checks as the real publisher) and keeps it in ``recorded``."""
+
+    def __init__(self, *, bus_name: str, source: str) -> None:
+        super().__init__(cast("EventBridgeClient", None), bus_name=bus_name, source=source)
+        self.recorded: list[OutgoingEvent] = []
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> PublishResult:
+        self.check(events)
+        self.recorded.extend(events)
+        return PublishResult(accepted=list(events), failed=[])
+
+
+class ReadOnlyStateStore(StateStore):
+    """Reads the state table; every write is counted in ``skipped_writes`` and not made."""
+
+    skipped_writes: int = 0
+
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
+        self.skipped_writes += len(states)
+
+    def forget(self, operation_ids: Sequence[str]) -> None:
+        self.skipped_writes += len(operation_ids)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+        self.skipped_writes += 1
+
+
+class UnwrittenLease(Lease):
+    """Always acquired, never written: a dry run neither waits for nor blocks a real run."""
+
+    def acquire(self, now: datetime, seconds: float) -> bool:
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        self.held = False
+
+
+def dry_run(
+    runtime: PollerRuntime, context: LambdaContextLike | None
+) -> tuple[RunSummary, list[OutgoingEvent]]:
+    """One poller run with ``runtime``'s clients and configuration that writes nothing; returns its summary
+    and the events the real run would have published, in order."""
+    table = runtime.settings.require_state_table()
+    account = runtime.config.account_sid
+    publisher = RecordingPublisher(
+        bus_name=runtime.settings.event_bus_name, source=runtime.settings.event_source
+    )
+    summary = run(
+        client=runtime.comms,
+        store=ReadOnlyStateStore(runtime.dynamodb, table_name=table, account_sid=account),
+        lease=UnwrittenLease(runtime.dynamodb, table_name=table, account_sid=account),
+        publisher=publisher,
+        config=runtime.config,
+        context=context,
+    )
+    return summary, publisher.recorded

@@ -1,0 +1,330 @@
+"""The poller's DynamoDB state: checkpoint, per-operation state and the active index, in one table.
+
+Key layout (``pk``/``sk`` strings, TTL attribute ``expiresAt``):
+
+=============================  ==============  ===============================================
+pk                             sk              item
+=============================  ==============  ===============================================
+``OP#<account>#<operationId>`` ``STATE``       last recorded version of one operation
+``ACTIVE#<account>``           ``<opId>``      copy of the state of an operation last seen as
+                                               SCHEDULED/PROCESSING (one Query reads them all)
+``CHECKPOINT#<account>``       ``CHECKPOINT``  watermarks, hour buckets, recently processed, and
+                                               the lease (``owner``, ``leaseUntil``; ``lease.py``)
+=============================  ==============  ===============================================
+
+Reads are ``BatchGetItem`` (100 keys) and one ``Query``; writes ``BatchWriteItem`` (25 items). Both
+retry unprocessed keys/items with backoff and fail loudly when DynamoDB keeps refusing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from botocore.exceptions import ClientError
+
+from comms_bridge.comms.models import (
+    STAT_FIELDS,
+    EmailOperation,
+    EmailOperationStats,
+    OperationStatus,
+    parse_timestamp,
+)
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import Checkpoint, checkpoint_from_item, fit_checkpoint
+from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
+
+BATCH_GET_MAX: Final = 100
+BATCH_WRITE_MAX: Final = 25
+STATE_TTL_AFTER_CREATION: Final = timedelta(days=8)
+"""Twilio keeps operations 7 days after creation; state outlives that by a day, then TTL removes it."""
+
+Item = dict[str, "AttributeValueTypeDef"]
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreCounters:
+    calls: dict[str, int] = field(default_factory=dict)
+    items_read: int = 0
+    items_written: int = 0
+    items_deleted: int = 0
+
+    def count(self, operation: str) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+
+
+def _s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _n(value: int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+def _epoch(timestamp: str) -> int:
+    return int(parse_timestamp(timestamp).timestamp())
+
+
+def state_expires_at(created_at: str) -> int:
+    return _epoch(created_at) + int(STATE_TTL_AFTER_CREATION.total_seconds())
+
+
+def checkpoint_key(account_sid: str) -> Item:
+    """Key of the account's checkpoint item, which also carries the lease (``lease.py``)."""
+    return {"pk": _s(f"CHECKPOINT#{account_sid}"), "sk": _s("CHECKPOINT")}
+
+
+def _tracked_attributes(state: TrackedOperation) -> Item:
+    item: Item = {
+        "operationId": _s(state.operation_id),
+        "status": _s(state.status.value),
+        "stats": {"M": {name: _n(value) for name, value in state.stats.as_dict().items()}},
+        "createdAt": _s(state.created_at),
+        "updatedAt": _s(state.updated_at),
+        "expiresAt": _n(state_expires_at(state.created_at)),
+    }
+    if state.stalled_for_updated_at is not None:
+        item["stalledForUpdatedAt"] = _s(state.stalled_for_updated_at)
+    return item
+
+
+def _tracked_from_item(item: Mapping[str, Any]) -> TrackedOperation:
+    stats = item["stats"]["M"]
+    return TrackedOperation(
+        operation_id=item["operationId"]["S"],
+        status=OperationStatus(item["status"]["S"]),
+        stats=EmailOperationStats(**{name: int(stats[name]["N"]) for name in STAT_FIELDS if name in stats}),
+        created_at=item["createdAt"]["S"],
+        updated_at=item["updatedAt"]["S"],
+        stalled_for_updated_at=item.get("stalledForUpdatedAt", {}).get("S"),
+    )
+
+
+class StateStore:
+    """The poller's items of one account in the state table."""
+
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        *,
+        table_name: str,
+        account_sid: str,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        max_delay: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._db = dynamodb
+        self.table_name = table_name
+        self.account_sid = account_sid
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self.counters = StoreCounters()
+
+    # -- keys -----------------------------------------------------------------------------------------
+
+    def state_key(self, operation_id: str) -> Item:
+        return {"pk": _s(f"OP#{self.account_sid}#{operation_id}"), "sk": _s("STATE")}
+
+    def active_key(self, operation_id: str) -> Item:
+        return {"pk": _s(f"ACTIVE#{self.account_sid}"), "sk": _s(operation_id)}
+
+    def checkpoint_key(self) -> Item:
+        return checkpoint_key(self.account_sid)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]:
+        """The recorded state of each id that has one (strongly consistent BatchGetItem)."""
+        ids = sorted(set(operation_ids))
+        found: dict[str, TrackedOperation] = {}
+
+        def read(keys: list[Item]) -> list[Item]:
+            response = self._db.batch_get_item(
+                RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            )
+            for item in response.get("Responses", {}).get(self.table_name, []):
+                state = _tracked_from_item(item)
+                found[state.operation_id] = state
+                self.counters.items_read += 1
+            unprocessed_keys: Any = response.get("UnprocessedKeys", {})
+            return list(unprocessed_keys.get(self.table_name, {}).get("Keys", []))
+
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            keys: list[Item] = [self.state_key(op_id) for op_id in ids[start : start + BATCH_GET_MAX]]
+            self._retry_batch("BatchGetItem", "key(s)", keys, read)
+        return found
+
+    def active_index(self) -> dict[str, TrackedOperation]:
+        """Every operation recorded as SCHEDULED/PROCESSING, from one (paginated) Query."""
+        index: dict[str, TrackedOperation] = {}
+        start_key: Item | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": _s(f"ACTIVE#{self.account_sid}")},
+                "ConsistentRead": True,
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self._call("Query", lambda kw=kwargs: self._db.query(**kw))  # type: ignore[misc]
+            for item in response.get("Items", []):
+                state = _tracked_from_item(item)
+                index[state.operation_id] = state
+                self.counters.items_read += 1
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return index
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        response = self._call(
+            "GetItem",
+            lambda: self._db.get_item(
+                TableName=self.table_name, Key=self.checkpoint_key(), ConsistentRead=True
+            ),
+        )
+        return checkpoint_from_item(response.get("Item") or {})
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
+        """Store new states; keep the active index in step (put while active, delete once terminal).
+        ``indexed``: the ids that have an active index entry (None: unknown, delete for every terminal
+        state), so that a terminal operation's stats change costs one write, not two."""
+        requests: list[WriteRequestTypeDef] = []
+        # BatchWriteItem refuses two requests for one key: the latest state of an operation wins.
+        for state in {state.operation_id: state for state in states}.values():
+            attributes = _tracked_attributes(state)
+            requests.append({"PutRequest": {"Item": {**self.state_key(state.operation_id), **attributes}}})
+            if state.status.terminal:
+                if indexed is not None and state.operation_id not in indexed:
+                    continue
+                requests.append({"DeleteRequest": {"Key": self.active_key(state.operation_id)}})
+            else:
+                requests.append(
+                    {"PutRequest": {"Item": {**self.active_key(state.operation_id), **attributes}}}
+                )
+        self._batch_write(requests)
+
+    def forget(self, operation_ids: Sequence[str]) -> None:
+        """Drop operations that left the API's retention: state and active index entry."""
+        requests: list[WriteRequestTypeDef] = []
+        for op_id in operation_ids:
+            requests.append({"DeleteRequest": {"Key": self.state_key(op_id)}})
+            requests.append({"DeleteRequest": {"Key": self.active_key(op_id)}})
+        self._batch_write(requests)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+        """Write the checkpoint only while this run still holds the lease (same item, one condition),
+        ``recent`` trimmed if the item would grow past the safe size (:func:`fit_checkpoint`)."""
+        _, doc = fit_checkpoint(checkpoint)
+        try:
+            self._call(
+                "UpdateItem",
+                lambda: self._db.update_item(
+                    TableName=self.table_name,
+                    Key=self.checkpoint_key(),
+                    UpdateExpression="SET doc = :doc",
+                    ConditionExpression="#owner = :owner",
+                    ExpressionAttributeNames={"#owner": "owner"},
+                    ExpressionAttributeValues={":doc": _s(doc), ":owner": _s(lease_owner)},
+                ),
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise CheckpointConflict("the lease was lost; checkpoint not written") from None
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
+        def write(pending: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef]:
+            response = self._db.batch_write_item(RequestItems={self.table_name: pending})
+            unprocessed_items: Any = response.get("UnprocessedItems", {})
+            unprocessed: list[WriteRequestTypeDef] = list(unprocessed_items.get(self.table_name, []))
+            for request in pending:
+                if request in unprocessed:
+                    continue
+                if "PutRequest" in request:
+                    self.counters.items_written += 1
+                else:
+                    self.counters.items_deleted += 1
+            return unprocessed
+
+        for start in range(0, len(requests), BATCH_WRITE_MAX):
+            self._retry_batch("BatchWriteItem", "item(s)", requests[start : start + BATCH_WRITE_MAX], write)
+
+    def _retry_batch(
+        self, operation: str, what: str, pending: list[_T], send: Callable[[list[_T]], list[_T]]
+    ) -> None:
+        """Send one batch, then whatever ``send`` returns as unprocessed, with backoff; a call failing with a
+        retryable error is retried too. StateStoreError once ``max_attempts`` are used up, or at once for an
+        error no retry can mend (a missing table, a validation error)."""
+        attempt = 0
+        while pending:
+            attempt += 1
+            self._backoff(attempt)
+            self.counters.count(operation)
+            try:
+                pending = send(pending)
+            except ClientError as exc:
+                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
+                    raise StateStoreError(f"{operation} failed: {_code(exc)}") from None
+                continue
+            if pending and attempt >= self.max_attempts:
+                raise StateStoreError(f"{operation} left {len(pending)} {what} unprocessed")
+
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            self._backoff(attempt)
+            self.counters.count(operation)
+            try:
+                return call()
+            except ClientError as exc:
+                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
+                    raise
+            # botocore already retried throttling; this outer loop only covers longer throttling spells.
+
+    def _backoff(self, attempt: int) -> None:
+        if attempt > 1:
+            self._sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 2)))
+
+
+_RETRYABLE: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+
+
+def fingerprint(state: TrackedOperation | EmailOperation) -> str:
+    """Short digest of a version (status, updatedAt, stats): same digest, same version."""
+    text = json.dumps([state.status.value, state.updated_at, state.stats.as_dict()], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

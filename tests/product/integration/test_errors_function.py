@@ -1,0 +1,572 @@
+"""functions/errors/app.lambda_handler invoked as Lambda would, against real HTTP on loopback.
+
+AWS: moto server (idempotency table, bus with a catch-all rule into SQS, SNS topic with an SQS subscription,
+Secrets Manager). Comms: the simulator, with the operation's errors spread over several pages. Slack: the
+local receiver in tools/comms_bridge_tools/slack_receiver.py. Nothing of ours is patched; faults come from the
+servers (simulator fault rules, receiver scripts, a topic that does not exist).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from comms_bridge.comms.models import EmailOperationStats, OperationStatus
+from comms_bridge.enricher.alerts.slack import MAX_BLOCKS, MAX_SECTION_CHARS
+from comms_bridge.enricher.alerts.sns import MAX_SUBJECT_CHARS
+from comms_bridge.enricher.enricher import EnrichmentIncomplete
+from comms_bridge.enricher.trigger import InvalidTriggerEvent
+from comms_bridge.events.detail_types import DetailType
+from comms_bridge.events.details import build_detail
+from comms_bridge_tools.moto_server import MotoServer
+from comms_bridge_tools.slack_receiver import WEBHOOK_PATH, SlackReceiver
+from comms_sim import FaultRule, ManualClock, Scenario, SimulatorServer
+from tests.support.schemas import validate_detail
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+APP_PATH = ROOT / "functions" / "errors" / "app.py"
+SOURCE = "twilio.comms"
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 1, 5, 11, 0, tzinfo=UTC)
+BAD_SEND = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
+ARCHIVED = "comms_operation_01h9krwprkeee8fzqspvwy6nq9"
+FAILED = 250
+PAGE_SIZE = 40
+SECRET_TOKEN = WEBHOOK_PATH.rsplit("/", 1)[-1]
+
+SCENARIO = {
+    "name": "errors-function",
+    "start": "2026-01-05T09:00:00Z",
+    "now": "2h",
+    "seed": 7,
+    "operations": [
+        {
+            "name": "bad-send",
+            "id": BAD_SEND,
+            "created": "0s",
+            "total": 1000,
+            "duration": "5m",
+            "step": "30s",
+            "failed": FAILED,
+            "undelivered": 10,
+            "opened": 100,
+            "errors": {62001: 5, 62004: 3, 62006: 1, 62007: 1},
+        },
+        {"name": "archived", "id": ARCHIVED, "created": "-8d", "total": 40, "duration": "2m", "failed": 20},
+    ],
+}
+
+
+# -- the Lambda side -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    """What Powertools and the handler read from the real context."""
+
+    function_name: str = "comms-bridge-errors"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:comms-bridge-errors"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    budget_seconds: float = 120.0
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.budget_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+
+
+def load_handler_module() -> ModuleType:
+    """A fresh import of functions/errors/app.py per test: a new execution environment (cold start)."""
+    name = f"errors_app_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, APP_PATH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the world -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    sim: SimulatorServer
+    slack: SlackReceiver
+    env: dict[str, str]
+    topic_name: str
+    capture_queue_url: str
+    mail_queue_url: str
+    table_name: str
+    monkeypatch: pytest.MonkeyPatch
+    module: ModuleType | None = None
+    seen_events: list[dict[str, Any]] = field(default_factory=list)
+    seen_mails: list[dict[str, Any]] = field(default_factory=list)
+
+    def configure(self, **overrides: str | None) -> None:
+        for key, value in overrides.items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
+
+    def invoke(self, event: dict[str, Any], context: LambdaContext | None = None) -> Any:
+        """Invoke like Lambda: same process (warm) after the first call."""
+        for key, value in self.env.items():
+            self.monkeypatch.setenv(key, value)
+        if self.module is None:
+            self.module = load_handler_module()
+        return self.module.lambda_handler(event, context or LambdaContext())
+
+    def cold(self) -> None:
+        self.module = None
+
+    def summaries(self) -> list[dict[str, Any]]:
+        self.seen_events.extend(_drain(self.capture_queue_url))
+        return [e for e in self.seen_events if e["detail-type"] == DetailType.ERRORS_SUMMARIZED.value]
+
+    def mails(self) -> list[dict[str, Any]]:
+        self.seen_mails.extend(_drain(self.mail_queue_url))
+        return self.seen_mails
+
+    def errors_requests(self) -> int:
+        return self.sim.count("list_errors")
+
+
+def _drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    found: list[dict[str, Any]] = []
+    while True:
+        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = response.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _queue(name: str) -> tuple[str, str]:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def create_topic(name: str, mail_queue_arn: str) -> str:
+    sns = boto3.client("sns")
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=mail_queue_arn)
+    return arn
+
+
+@pytest.fixture
+def world(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    prefix = f"errfn-{uuid.uuid4().hex[:8]}"
+    dynamodb = boto3.client("dynamodb")
+    table = f"{prefix}-idempotency"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    events = boto3.client("events")
+    bus = f"{prefix}-bus"
+    events.create_event_bus(Name=bus)
+    capture_url, capture_arn = _queue(f"{prefix}-capture")
+    events.put_rule(Name=f"{prefix}-all", EventBusName=bus, EventPattern=json.dumps({"source": [SOURCE]}))
+    events.put_targets(
+        Rule=f"{prefix}-all", EventBusName=bus, Targets=[{"Id": "capture", "Arn": capture_arn}]
+    )
+    mail_url, mail_arn = _queue(f"{prefix}-mail")
+    topic_name = f"{prefix}-alerts"
+    topic_arn = create_topic(topic_name, mail_arn)
+    secrets = boto3.client("secretsmanager")
+    scenario = Scenario.from_dict(SCENARIO)
+    with (
+        SimulatorServer(scenario, clock=ManualClock(NOW)) as sim,
+        SlackReceiver(retry_after="1", hang_seconds=3.0) as slack,
+    ):
+        twilio_arn = secrets.create_secret(
+            Name=f"{prefix}/twilio",
+            SecretString=json.dumps({"accountSid": sim.account_sid, "authToken": sim.auth_token}),
+        )["ARN"]
+        slack_arn = secrets.create_secret(
+            Name=f"{prefix}/slack", SecretString=json.dumps({"webhookUrl": slack.url})
+        )["ARN"]
+        env = {
+            "COMMS_API_BASE_URL": sim.base_url,
+            "TWILIO_SECRET_ARN": twilio_arn,
+            "EVENT_BUS_NAME": bus,
+            "EVENT_SOURCE": SOURCE,
+            "IDEMPOTENCY_TABLE_NAME": table,
+            "SLACK_WEBHOOK_SECRET_ARN": slack_arn,
+            "ALERT_TOPIC_ARN": topic_arn,
+            "MAX_ERRORS": "1000",
+            "ERRORS_PAGE_SIZE": str(PAGE_SIZE),
+            "SLACK_TIMEOUT_SECONDS": "0.5",
+            "AWS_LAMBDA_FUNCTION_NAME": "comms-bridge-errors",
+            "POWERTOOLS_SERVICE_NAME": "errors",
+            "POWERTOOLS_METRICS_NAMESPACE": "CommsBridge",
+        }
+        for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+            monkeypatch.delenv(key, raising=False)
+        yield World(
+            sim=sim,
+            slack=slack,
+            env=env,
+            topic_name=topic_name,
+            capture_queue_url=capture_url,
+            mail_queue_url=mail_url,
+            table_name=table,
+            monkeypatch=monkeypatch,
+        )
+
+
+def trigger_event(
+    sim: SimulatorServer, operation_id: str = BAD_SEND, *, event_key: str | None = None, **envelope: Any
+) -> dict[str, Any]:
+    """A Status Changed event as the poller would publish it, from the simulator's ground truth."""
+    truth = sim.operation(operation_id)
+    if truth is None:  # past retention: the poller saw it before; counters as it saw them
+        truth = {
+            "status": "COMPLETED",
+            "stats": dict.fromkeys(EmailOperationStats.model_fields, 0)
+            | {"total": 40, "sent": 40, "failed": 20},
+            "createdAt": "2025-12-28T09:00:00Z",
+            "updatedAt": "2025-12-28T09:02:00Z",
+        }
+    stats = EmailOperationStats.model_validate(truth["stats"])
+    detail = build_detail(
+        event_key=event_key or uuid.uuid4().hex,
+        account_sid=sim.account_sid,
+        operation_id=operation_id,
+        status=OperationStatus(truth["status"]),
+        previous_status=OperationStatus.PROCESSING,
+        stats=stats,
+        previous_stats=None,
+        created_at=truth["createdAt"],
+        updated_at=truth["updatedAt"],
+        observed_at=NOW,
+    )
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DetailType.STATUS_CHANGED.value,
+        "source": SOURCE,
+        "account": "123456789012",
+        "time": "2026-01-05T11:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    } | envelope
+
+
+def slack_text(post: Any) -> str:
+    return json.dumps(post.body, ensure_ascii=False)
+
+
+# -- happy path and exactly-once -----------------------------------------------------------------------
+
+
+def test_happy_path_summary_mail_and_slack(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    event = trigger_event(world.sim)
+    result = world.invoke(event)
+
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert world.errors_requests() == -(-FAILED // PAGE_SIZE)  # several pages, each fetched once
+
+    (summary,) = world.summaries()
+    validate_detail(summary["detail-type"], summary["detail"])
+    detail = summary["detail"]
+    assert detail["errorCount"] == FAILED
+    assert detail["truncated"] is False
+    assert detail["operationId"] == BAD_SEND
+    assert detail["trigger"] == {
+        "detailType": DetailType.STATUS_CHANGED.value,
+        "eventKey": event["detail"]["eventKey"],
+    }
+    truth = world.sim.errors(BAD_SEND)
+    expected: dict[int, int] = {}
+    for item in truth:
+        expected[item["code"]] = expected.get(item["code"], 0) + 1
+    assert [(g["code"], g["count"]) for g in detail["errorGroups"]] == sorted(
+        expected.items(), key=lambda kv: -kv[1]
+    )
+    assert all(1 <= len(g["sampleEmailIds"]) <= 5 for g in detail["errorGroups"])
+    assert result["eventKey"] == detail["eventKey"]
+
+    (mail,) = world.mails()
+    assert len(mail["Subject"]) <= MAX_SUBJECT_CHARS
+    assert "250 of 1,000 emails failed (25.0%)" in mail["Subject"]
+    assert BAD_SEND in mail["Message"]
+    assert "62001" in mail["Message"]
+
+    (post,) = world.slack.posts
+    assert post.answered == "ok"
+    assert len(post.blocks) <= MAX_BLOCKS
+    assert all(len(b.get("text", {}).get("text", "")) <= MAX_SECTION_CHARS for b in post.blocks)
+    assert BAD_SEND in slack_text(post)
+    assert "The recipient address is invalid." in slack_text(post)
+
+    output = capsys.readouterr()
+    assert SECRET_TOKEN not in output.out + output.err
+    assert world.sim.auth_token not in output.out + output.err
+    assert '"AlertsSent"' in output.out  # EMF metrics reach stdout
+
+
+def test_duplicate_event_alerts_each_target_once(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    event = trigger_event(world.sim)
+    first = world.invoke(event)
+    duplicate = dict(event, id=str(uuid.uuid4()))  # EventBridge re-delivery: new id, same detail
+    second = world.invoke(duplicate)
+    world.cold()
+    third = world.invoke(event)  # another execution environment
+
+    assert first == second == third
+    assert len(world.summaries()) == 1
+    assert len(world.mails()) == 1
+    assert len(world.slack.posts) == 1
+    assert world.errors_requests() == -(-FAILED // PAGE_SIZE)
+    assert capsys.readouterr().out.count('"DuplicateTriggers":[1.0]') == 2
+
+
+def test_sns_failure_fails_the_invocation_and_the_retry_alerts_sns_only(world: World) -> None:
+    missing_topic = f"{world.topic_name}-late"
+    account = world.env["ALERT_TOPIC_ARN"].split(":")[4]
+    world.configure(ALERT_TOPIC_ARN=f"arn:aws:sns:us-east-1:{account}:{missing_topic}")
+    event = trigger_event(world.sim)
+
+    with pytest.raises(EnrichmentIncomplete, match=r"sns alert: SNS Publish failed: NotFound"):
+        world.invoke(event)
+    assert len(world.summaries()) == 1
+    assert len(world.slack.posts) == 1
+    assert world.mails() == []
+
+    # The operator fixes the topic; Lambda's asynchronous retry runs the same event again.
+    mail_arn = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=world.mail_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    create_topic(missing_topic, mail_arn)
+    result = world.invoke(event)
+
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert len(world.mails()) == 1
+    assert len(world.slack.posts) == 1
+    assert len(world.summaries()) == 1
+    assert world.errors_requests() == -(-FAILED // PAGE_SIZE)
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+
+
+def test_event_not_ours_is_refused_without_alerts(world: World) -> None:
+    event = trigger_event(world.sim, source="aws.ec2")
+    with pytest.raises(InvalidTriggerEvent, match=r"source: expected 'twilio\.comms'"):
+        world.invoke(event)
+    stalled = trigger_event(world.sim, **{"detail-type": DetailType.STALLED.value})
+    with pytest.raises(InvalidTriggerEvent, match="detail-type"):
+        world.invoke(stalled)
+    assert world.summaries() == []
+    assert world.mails() == []
+    assert world.slack.posts == []
+    assert world.errors_requests() == 0
+
+
+def test_event_missing_a_field_names_it(world: World) -> None:
+    event = trigger_event(world.sim)
+    del event["detail"]["stats"]["failed"]
+    with pytest.raises(InvalidTriggerEvent, match=r"detail\.stats\.failed: field required"):
+        world.invoke(event)
+    del event["detail"]["eventKey"]
+    with pytest.raises(InvalidTriggerEvent, match=r"detail\.eventKey: field required"):
+        world.invoke(event)
+    assert world.summaries() == []
+    assert world.slack.posts == []
+    assert world.mails() == []
+
+
+def test_operation_past_retention_404(world: World) -> None:
+    result = world.invoke(trigger_event(world.sim, ARCHIVED))
+    (summary,) = world.summaries()
+    validate_detail(summary["detail-type"], summary["detail"])
+    assert summary["detail"]["errorCount"] == 0
+    assert summary["detail"]["truncated"] is True
+    assert summary["detail"]["errorGroups"] == []
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    (mail,) = world.mails()
+    assert "no longer available" in mail["Message"]
+    assert "20 of 40 emails failed" in mail["Subject"]
+    assert "no longer available" in slack_text(world.slack.posts[0])
+
+
+# -- Comms API faults -------------------------------------------------------------------------------------
+
+
+def test_errors_endpoint_429_then_503_are_retried_by_the_client(world: World) -> None:
+    world.sim.faults.add(FaultRule(kind="429", endpoint="list_errors", times=1, retry_after="0"))
+    world.sim.faults.add(FaultRule(kind="503", endpoint="list_errors", skip=2, times=1, retry_after="0"))
+    world.invoke(trigger_event(world.sim))
+    (summary,) = world.summaries()
+    assert summary["detail"]["errorCount"] == FAILED
+    assert summary["detail"]["truncated"] is False
+    assert world.errors_requests() == -(-FAILED // PAGE_SIZE) + 2
+
+
+def test_errors_endpoint_throttling_for_good_gives_a_partial_summary(world: World) -> None:
+    world.sim.faults.add(FaultRule(kind="503", endpoint="list_errors", skip=2, retry_after="0"))
+    result = world.invoke(trigger_event(world.sim))
+    (summary,) = world.summaries()
+    assert summary["detail"]["errorCount"] == 2 * PAGE_SIZE
+    assert summary["detail"]["truncated"] is True
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert "CommsThrottled" in world.mails()[0]["Message"]
+
+
+def test_errors_endpoint_500_midway_gives_a_partial_summary(world: World) -> None:
+    world.sim.faults.add(FaultRule(kind="500", endpoint="list_errors", skip=1))
+    world.invoke(trigger_event(world.sim))
+    (summary,) = world.summaries()
+    validate_detail(summary["detail-type"], summary["detail"])
+    assert summary["detail"]["errorCount"] == PAGE_SIZE
+    assert summary["detail"]["truncated"] is True
+    assert world.errors_requests() == 2  # 500 is not retried
+    (mail,) = world.mails()
+    assert "Reading the error list failed after 40 errors (CommsServerError, HTTP 500)" in " ".join(
+        mail["Message"].split()
+    )
+
+
+def test_malformed_error_items_are_left_out(world: World) -> None:
+    world.sim.faults.add(
+        FaultRule(kind="bad_items", endpoint="list_errors", times=1, items=3, mutation="string_code")
+    )
+    world.invoke(trigger_event(world.sim))
+    (summary,) = world.summaries()
+    validate_detail(summary["detail-type"], summary["detail"])
+    assert summary["detail"]["errorCount"] == FAILED - 3
+    assert summary["detail"]["truncated"] is True
+    assert "3 malformed error item(s)" in " ".join(world.mails()[0]["Message"].split())
+
+
+def test_max_errors_bounds_the_reading(world: World) -> None:
+    world.configure(MAX_ERRORS="100")
+    world.invoke(trigger_event(world.sim))
+    (summary,) = world.summaries()
+    assert summary["detail"]["errorCount"] == 100
+    assert summary["detail"]["truncated"] is True
+    assert world.errors_requests() == 3
+
+
+def test_little_time_left_stops_reading_early(world: World) -> None:
+    # The whole budget is margin: the first page is read, then reading stops.
+    world.configure(ERRORS_SAFETY_MARGIN_SECONDS="120")
+    result = world.invoke(trigger_event(world.sim), LambdaContext(budget_seconds=120))
+    (summary,) = world.summaries()
+    assert summary["detail"]["truncated"] is True
+    assert summary["detail"]["errorCount"] == PAGE_SIZE
+    assert world.errors_requests() == 1
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert "to stay within the time limit" in " ".join(world.mails()[0]["Message"].split())
+
+
+# -- Slack faults ---------------------------------------------------------------------------------------
+
+
+def test_slack_429_waits_retry_after_and_posts_once(world: World) -> None:
+    world.slack.script("429")
+    result = world.invoke(trigger_event(world.sim))
+    assert result["alerts"]["slack"] == "sent"
+    assert [p.answered for p in world.slack.posts] == ["429", "ok"]
+    assert len(world.slack.delivered) == 1
+
+
+def test_slack_429_until_out_of_attempts_is_retried_by_lambda(world: World) -> None:
+    world.slack.retry_after = "0"
+    world.slack.script("429", "429", "429")
+    event = trigger_event(world.sim)
+    with pytest.raises(EnrichmentIncomplete, match=r"slack alert: Slack webhook throttled"):
+        world.invoke(event)
+    assert len(world.mails()) == 1
+    result = world.invoke(event)
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert len(world.slack.delivered) == 1
+    assert len(world.mails()) == 1
+    assert len(world.summaries()) == 1
+
+
+@pytest.mark.parametrize("behaviour", ["500", "hang", "400"])
+def test_slack_failure_that_may_have_posted_is_not_retried(
+    world: World, behaviour: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.slack.script(behaviour)
+    event = trigger_event(world.sim)
+    result = world.invoke(event)
+    assert result["alerts"] == {"sns": "sent", "slack": "failed"}
+    assert world.invoke(event) == result  # a duplicate (or retry) does not post again
+    assert [p.answered for p in world.slack.posts] == [behaviour]
+    assert len(world.mails()) == 1
+    assert len(world.summaries()) == 1
+    output = capsys.readouterr()
+    assert '"AlertFailures"' in output.out
+    assert SECRET_TOKEN not in output.out + output.err
+
+
+def test_insecure_webhook_url_is_refused_without_showing_it(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"{world.table_name}/insecure-slack", SecretString=f"http://hooks.example.com/{SECRET_TOKEN}"
+    )["ARN"]
+    world.configure(SLACK_WEBHOOK_SECRET_ARN=arn)
+    with pytest.raises(EnrichmentIncomplete) as caught:
+        world.invoke(trigger_event(world.sim))
+    assert "https://" in str(caught.value)
+    assert SECRET_TOKEN not in str(caught.value)
+    output = capsys.readouterr()
+    assert SECRET_TOKEN not in output.out + output.err
+    assert world.slack.posts == []
+    assert len(world.mails()) == 1
+
+
+def test_only_the_configured_targets_are_alerted(world: World) -> None:
+    world.configure(SLACK_WEBHOOK_SECRET_ARN=None, ALERT_TOPIC_ARN="")
+    result = world.invoke(trigger_event(world.sim))
+    assert result["alerts"] == {}
+    assert len(world.summaries()) == 1
+    assert world.slack.posts == []
+    assert world.mails() == []
+
+
+def test_debug_logging_never_shows_secrets(
+    world: World, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    world.configure(POWERTOOLS_LOG_LEVEL="DEBUG")
+    world.slack.script("500")
+    world.invoke(trigger_event(world.sim))
+    output = capsys.readouterr()
+    everything = caplog.text + output.out + output.err
+    assert "errors summarized" in everything
+    assert SECRET_TOKEN not in everything
+    assert world.sim.auth_token not in everything

@@ -1,0 +1,204 @@
+"""StateStore and Lease against DynamoDB in moto (through the fault proxy for throttling)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from comms_bridge.comms.models import EmailOperationStats, OperationStatus
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import CHECKPOINT_DOC_MAX_BYTES, BucketState, Checkpoint
+from comms_bridge.poller.discovery import RECENT_MAX_ENTRIES, RecentVersions, recent_key, window_buckets
+from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
+from comms_bridge.poller.lease import Lease
+from comms_bridge.poller.runtime import AWS_CLIENT_CONFIG
+from comms_bridge.poller.state_store import StateStore, state_expires_at
+from comms_bridge_tools.local_stack import LocalStack
+from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "AC" + "1" * 32
+NOW = datetime(2026, 11, 27, 13, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def proxy(moto_server) -> Iterator[AwsFaultProxy]:
+    proxy = AwsFaultProxy(moto_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def dynamodb(proxy, moto_server, monkeypatch):
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint_url)
+    return boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
+
+
+@pytest.fixture
+def table(dynamodb, proxy) -> str:
+    stack = LocalStack.provision({"AWS_ENDPOINT_URL": proxy.endpoint_url}, capture_all_events=False)
+    proxy.reset_counts()
+    return stack.state_table_name
+
+
+def op_id(n: int) -> str:
+    return f"comms_operation_01{n:024d}"
+
+
+def tracked(n: int, status: OperationStatus = OperationStatus.PROCESSING, sent: int = 0) -> TrackedOperation:
+    stats = EmailOperationStats(
+        total=10, scheduled=0, queued=0, sent=sent, delivered=0, opened=0, undelivered=0, failed=0, canceled=0
+    )
+    return TrackedOperation(
+        operation_id=op_id(n),
+        status=status,
+        stats=stats,
+        created_at="2026-11-27T12:00:00Z",
+        updated_at=f"2026-11-27T12:{n % 60:02d}:00Z",
+    )
+
+
+def store(dynamodb, table: str, **kwargs) -> StateStore:
+    return StateStore(dynamodb, table_name=table, account_sid=ACCOUNT, sleep=lambda s: None, **kwargs)
+
+
+def test_states_round_trip_with_ttl_and_active_index(dynamodb, table) -> None:
+    s = store(dynamodb, table)
+    states = [tracked(i) for i in range(130)] + [tracked(200, OperationStatus.COMPLETED)]
+    s.write_states(states)
+    found = s.get_states([op_id(i) for i in range(0, 140)] + [op_id(200)])
+    assert found == {state.operation_id: state for state in states}
+    assert s.counters.calls["BatchGetItem"] == 2  # 141 keys: 100 + 41
+    assert set(s.active_index()) == {op_id(i) for i in range(130)}
+    # Completing an operation takes it out of the active index.
+    s.write_states([tracked(5, OperationStatus.COMPLETED, sent=10)])
+    assert op_id(5) not in s.active_index()
+    item = dynamodb.get_item(TableName=table, Key=s.state_key(op_id(5)))["Item"]
+    assert int(item["expiresAt"]["N"]) == state_expires_at("2026-11-27T12:00:00Z")
+    assert item["status"]["S"] == "COMPLETED"
+    s.forget([op_id(6)])
+    assert op_id(6) not in s.get_states([op_id(6)]) and op_id(6) not in s.active_index()
+
+
+def test_batch_calls_are_sized_to_the_limits(dynamodb, table, proxy) -> None:
+    s = store(dynamodb, table)
+    s.write_states([tracked(i) for i in range(60)])  # 120 requests: state + index entry each
+    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 5  # 25 + 25 + 25 + 25 + 20
+    assert proxy.entries["DynamoDB_20120810.BatchWriteItem"] == 120
+
+
+def test_throttling_and_unprocessed_items_are_retried(table, proxy) -> None:
+    # Without the SDK's own retries (and their sleeps) the store's retry loop meets the throttling.
+    dynamodb = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    s = store(dynamodb, table)
+    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=4))
+    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1))
+    proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "unprocessed", times=1))
+    s.write_states([tracked(1), tracked(2)])
+    assert set(s.get_states([op_id(1), op_id(2)])) == {op_id(1), op_id(2)}
+    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 6
+    assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 2
+
+
+def test_an_error_no_retry_can_mend_fails_at_once(dynamodb, table, proxy) -> None:
+    s = store(dynamodb, "no-such-table", max_attempts=5)
+    with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
+        s.write_states([tracked(1)])
+    with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
+        s.get_states([op_id(1)])
+    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 1
+    assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 1
+
+
+def test_persistent_failure_is_an_error_not_a_silent_loss(dynamodb, table, proxy) -> None:
+    s = store(dynamodb, table, max_attempts=3)
+    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=None))
+    with pytest.raises(StateStoreError, match="unprocessed"):
+        s.write_states([tracked(1)])
+
+
+def test_lease_is_exclusive_lapses_and_guards_the_checkpoint(dynamodb, table) -> None:
+    first = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    second = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert first.acquire(NOW, 60)
+    assert not second.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    checkpoint = Checkpoint(
+        seen_through="2026-11-27T12:59:00Z", buckets={"2026-11-27T10": BucketState(r="x")}
+    )
+    s.save_checkpoint(checkpoint, lease_owner=first.owner)
+    assert s.load_checkpoint() == checkpoint
+    assert first.acquire(NOW, 60)  # re-taking one's own lease is fine
+    # The crashed holder never released: a minute later its lease has lapsed and another run takes over.
+    later = datetime(2026, 11, 27, 13, 1, 1, tzinfo=UTC)
+    assert second.acquire(later, 60)
+    with pytest.raises(CheckpointConflict):
+        s.save_checkpoint(Checkpoint(), lease_owner=first.owner)
+    assert s.load_checkpoint() == checkpoint
+    first.release()  # not ours anymore: left alone
+    assert not Lease(dynamodb, table_name=table, account_sid=ACCOUNT, owner=uuid.uuid4().hex).acquire(
+        later, 60
+    )
+    second.release()
+    assert Lease(dynamodb, table_name=table, account_sid=ACCOUNT).acquire(later, 60)
+
+
+def _full_buckets() -> dict[str, BucketState]:
+    """Every hour of retention listed and with a completion: the largest bucket map there is."""
+    stamp = "2026-11-27T12:59:59.123Z"
+    return {bucket: BucketState(r=stamp, c=stamp, n=1000) for bucket in window_buckets(NOW)}
+
+
+def _versions(count: int) -> RecentVersions:
+    recent = RecentVersions()
+    for n in range(count):
+        updated = NOW - timedelta(seconds=n % 3600)
+        recent.add(recent_key(op_id(n), f"{updated:%Y-%m-%dT%H:%M:%S}.123Z", f"{n:016x}"), updated)
+    return recent
+
+
+def test_checkpoint_after_a_burst_stays_under_the_item_limit(dynamodb, table) -> None:
+    # A burst: 12,000 versions processed within the lookback (5,000 completions, stats changes, ...).
+    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert lease.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    checkpoint = Checkpoint(
+        bootstrapped=True,
+        seen_through="2026-11-27T12:59:00Z",
+        buckets=_full_buckets(),
+        recent=_versions(12_000).to_stored(keep_after=NOW - timedelta(hours=2)),
+    )
+    s.save_checkpoint(checkpoint, lease_owner=lease.owner)  # once failed: item over 400 KB
+    loaded = s.load_checkpoint()
+    assert loaded == checkpoint
+    assert len(RecentVersions.from_stored(loaded.recent)) == RECENT_MAX_ENTRIES
+    assert len(loaded.model_dump_json(by_alias=True, exclude_none=True)) < 200_000
+    # The next run's checkpoint saves too (every later run used to fail the same way).
+    s.save_checkpoint(
+        loaded.model_copy(update={"last_run_at": "2026-11-27T13:01:00Z"}), lease_owner=lease.owner
+    )
+    assert s.load_checkpoint().last_run_at == "2026-11-27T13:01:00Z"
+
+
+def test_an_oversized_checkpoint_is_trimmed_not_refused(dynamodb, table) -> None:
+    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert lease.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    # More than the cap (the guard is the last line of defence): ~480 KB of recent versions.
+    recent = _versions(40_000).to_stored(keep_after=NOW - timedelta(hours=2), max_entries=40_000)
+    s.save_checkpoint(Checkpoint(buckets=_full_buckets(), recent=recent), lease_owner=lease.owner)
+    loaded = s.load_checkpoint()
+    assert loaded is not None and loaded.buckets == _full_buckets()
+    doc = loaded.model_dump_json(by_alias=True, exclude_none=True)
+    assert CHECKPOINT_DOC_MAX_BYTES * 0.9 < len(doc) <= CHECKPOINT_DOC_MAX_BYTES
+    kept = RecentVersions.from_stored(loaded.recent)
+    newest = recent_key(op_id(0), f"{NOW:%Y-%m-%dT%H:%M:%S}.123Z", f"{0:016x}")
+    assert newest in kept and len(kept) < 40_000
+    assert min(loaded.recent) > min(recent)  # the oldest minutes went first

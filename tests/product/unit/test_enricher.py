@@ -1,0 +1,337 @@
+"""The enricher's orchestration with fake I/O: reading policy, step ledger replay, alert failure policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comms_bridge.comms.exceptions import CommsNotFound, CommsServerError, CommsThrottled
+from comms_bridge.comms.models import OperationError, OperationErrorsPage, SkippedItem
+from comms_bridge.enricher.alerts.webhook import webhook_url_from_secret
+from comms_bridge.enricher.enricher import Enricher, EnrichmentIncomplete, read_errors
+from comms_bridge.enricher.ports import AlertFailed, SummaryNotPublished
+from comms_bridge.enricher.settings import EnricherSettings
+from comms_bridge.enricher.summary import ErrorsSummary
+from comms_bridge.enricher.trigger import parse_trigger
+from comms_bridge.settings import SettingsError
+
+SAMPLE = Path(__file__).resolve().parents[3] / "events" / "errors-trigger.json"
+
+
+def trigger() -> Any:
+    return parse_trigger(json.loads(SAMPLE.read_text(encoding="utf-8")), expected_source="twilio.comms")
+
+
+def page(
+    errors: list[OperationError], next_token: str | None = None, skipped: int = 0
+) -> OperationErrorsPage:
+    return OperationErrorsPage(
+        errors=errors,
+        skipped=[SkippedItem(index=i, item_id=None, reason="code: bad") for i in range(skipped)],
+        next_token=next_token,
+        self_token=None,
+    )
+
+
+def errors(n: int, code: int = 62001) -> list[OperationError]:
+    return [
+        OperationError(code=code, message=f"m{code}", email_id=f"comms_email_{code}_{i}") for i in range(n)
+    ]
+
+
+class FakePages:
+    def __init__(self, pages: list[OperationErrorsPage], fail_with: Exception | None, max_items: int) -> None:
+        self._pages = pages
+        self._fail_with = fail_with
+        self._max = max_items
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[OperationErrorsPage]:
+        read = 0
+        for item in self._pages:
+            if read + len(item.errors) >= self._max:
+                self.truncated = read + len(item.errors) > self._max or item.next_token is not None
+                yield item.model_copy(update={"errors": item.errors[: self._max - read]})
+                return
+            read += len(item.errors)
+            yield item
+        if self._fail_with is not None:
+            raise self._fail_with
+
+
+class FakeSource:
+    def __init__(self, pages: list[OperationErrorsPage], fail_with: Exception | None = None) -> None:
+        self.pages = pages
+        self.fail_with = fail_with
+        self.calls = 0
+
+    def list_operation_errors(self, operation_id: str, *, max_items: int, page_size: int) -> FakePages:
+        self.calls += 1
+        return FakePages(self.pages, self.fail_with, max_items)
+
+
+class FakeSink:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, summary: ErrorsSummary) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise SummaryNotPublished("PutEvents failed: InternalFailure")
+        self.published.append(summary.detail())
+
+
+class FakeTarget:
+    def __init__(self, name: str, failures: list[AlertFailed] | None = None) -> None:
+        self.name = name
+        self.failures = list(failures or [])
+        self.attempts = 0
+        self.delivered: list[ErrorsSummary] = []
+
+    def send(self, summary: ErrorsSummary) -> None:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.delivered.append(summary)
+
+
+class MemoryLedger:
+    """Powertools semantics in memory: a completed step's result is replayed; a raising step is undone."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def once(self, step: str, event_key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = (step, event_key)
+        if key not in self.records:
+            self.records[key] = json.loads(json.dumps(action()))
+        return self.records[key]
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str | None], int] = {}
+
+    def count(self, name: str, value: int = 1, *, target: str | None = None) -> None:
+        self.counts[(name, target)] = self.counts.get((name, target), 0) + value
+
+
+class Rig:
+    def __init__(
+        self, source: FakeSource, *, sink: FakeSink | None = None, targets: list[FakeTarget] | None = None
+    ):
+        self.source = source
+        self.sink = sink or FakeSink()
+        self.targets = targets if targets is not None else [FakeTarget("sns"), FakeTarget("slack")]
+        self.ledger = MemoryLedger()
+        self.telemetry = Counter()
+
+    def run(self, max_errors: int = 1000, time_left: Callable[[], float] = lambda: 60.0) -> dict[str, Any]:
+        enricher = Enricher(
+            errors=self.source,
+            sink=self.sink,
+            targets=list(self.targets),
+            ledger=self.ledger,
+            telemetry=self.telemetry,
+            max_errors=max_errors,
+            time_left=time_left,
+        )
+        return enricher.run(trigger())
+
+
+def test_happy_path_reads_groups_publishes_and_alerts_each_target_once() -> None:
+    source = FakeSource([page(errors(3, 1) + errors(5, 2), "t1"), page(errors(1, 3))])
+    rig = Rig(source)
+    result = rig.run()
+    assert result["errorCount"] == 9
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    (detail,) = rig.sink.published
+    assert [(g["code"], g["count"]) for g in detail["errorGroups"]] == [(2, 5), (1, 3), (3, 1)]
+    assert detail["truncated"] is False
+    assert detail["trigger"]["eventKey"] == trigger().detail.event_key
+    assert all(len(t.delivered) == 1 for t in rig.targets)
+    assert rig.telemetry.counts == {
+        ("ErrorsRead", None): 9,
+        ("ErrorGroups", None): 3,
+        ("SummariesPublished", None): 1,
+        ("AlertsSent", "sns"): 1,
+        ("AlertsSent", "slack"): 1,
+    }
+
+
+def test_a_second_run_for_the_same_event_key_replays_and_sends_nothing() -> None:
+    rig = Rig(FakeSource([page(errors(2))]))
+    first = rig.run()
+    second = rig.run()
+    assert first == second
+    assert rig.source.calls == 1
+    assert len(rig.sink.published) == 1
+    assert [t.attempts for t in rig.targets] == [1, 1]
+
+
+def test_retryable_alert_failure_fails_the_run_and_the_retry_sends_only_that_target() -> None:
+    sns = FakeTarget("sns", [AlertFailed("SNS Publish failed: NotFound", retryable=True, kind="NotFound")])
+    slack = FakeTarget("slack")
+    rig = Rig(FakeSource([page(errors(2))]), targets=[sns, slack])
+    with pytest.raises(EnrichmentIncomplete, match="sns alert: SNS Publish failed: NotFound"):
+        rig.run()
+    assert len(rig.sink.published) == 1
+    assert len(slack.delivered) == 1
+    result = rig.run()
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert len(sns.delivered) == 1
+    assert slack.attempts == 1
+    assert rig.source.calls == 1
+    assert len(rig.sink.published) == 1
+    assert rig.telemetry.counts[("AlertFailures", "sns")] == 1
+
+
+def test_ambiguous_alert_failure_is_recorded_counted_and_never_retried() -> None:
+    slack = FakeTarget("slack", [AlertFailed("HTTP 500", retryable=False, kind="server_error")])
+    rig = Rig(FakeSource([page(errors(2))]), targets=[FakeTarget("sns"), slack])
+    assert rig.run()["alerts"] == {"sns": "sent", "slack": "failed"}
+    assert rig.run()["alerts"] == {"sns": "sent", "slack": "failed"}
+    assert slack.attempts == 1
+    assert rig.telemetry.counts[("AlertFailures", "slack")] == 1
+    assert ("AlertsSent", "slack") not in rig.telemetry.counts
+
+
+def test_publish_failure_still_alerts_then_fails_and_the_retry_publishes_once() -> None:
+    rig = Rig(FakeSource([page(errors(2))]), sink=FakeSink(failures=1))
+    with pytest.raises(EnrichmentIncomplete, match="summary event"):
+        rig.run()
+    assert rig.sink.published == []
+    assert all(len(t.delivered) == 1 for t in rig.targets)
+    result = rig.run()
+    assert result["published"] is True
+    assert len(rig.sink.published) == 1
+    assert all(t.attempts == 1 for t in rig.targets)
+
+
+def test_no_targets_configured_publishes_the_summary_only() -> None:
+    rig = Rig(FakeSource([page(errors(2))]), targets=[])
+    assert rig.run()["alerts"] == {}
+    assert len(rig.sink.published) == 1
+
+
+# -- reading policy ------------------------------------------------------------------------------------
+
+
+def read(source: FakeSource, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {"failed_count": 120, "max_errors": 1000, "time_left": lambda: 60.0}
+    options.update(kwargs)
+    return read_errors(source, "comms_operation_01h9krwprkeee8fzqspvwy6nq8", **options)
+
+
+def test_stops_at_max_errors_and_says_truncated() -> None:
+    result = read(FakeSource([page(errors(4), "t1"), page(errors(4), "t2"), page(errors(4))]), max_errors=6)
+    assert result.tally.total == 6
+    assert result.truncated is True
+    assert result.note is None
+
+
+def test_reading_everything_is_not_truncated() -> None:
+    result = read(FakeSource([page(errors(4), "t1"), page(errors(4))]))
+    assert (result.tally.total, result.truncated, result.pages) == (8, False, 2)
+
+
+def test_stops_when_the_time_left_runs_out() -> None:
+    budget = iter([5.0, 0.0])
+    result = read(
+        FakeSource([page(errors(4), "t1"), page(errors(4), "t2"), page(errors(4))]),
+        time_left=lambda: next(budget),
+    )
+    assert result.tally.total == 8
+    assert result.truncated is True
+    assert result.note is not None
+    assert "time limit" in result.note
+
+
+def test_404_gives_no_errors_a_note_and_truncated_when_failures_were_counted() -> None:
+    missing = CommsNotFound("Comms API list_errors: not found", status=404)
+    result = read(FakeSource([], fail_with=missing))
+    assert (result.tally.total, result.truncated, result.failure) == (0, True, "not_found")
+    assert result.note is not None
+    assert "no longer available" in result.note
+    assert read(FakeSource([], fail_with=missing), failed_count=0).truncated is False
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        CommsServerError("Comms API list_errors failed (HTTP 500)", status=500),
+        CommsThrottled("Comms API list_errors throttled (HTTP 429) after 4 attempts", status=429),
+    ],
+)
+def test_api_failure_midway_keeps_what_was_read_and_marks_it(failure: Exception) -> None:
+    result = read(FakeSource([page(errors(3), "t1")], fail_with=failure))
+    assert result.tally.total == 3
+    assert result.truncated is True
+    assert result.note is not None
+    assert "after 3 errors" in result.note
+    assert type(failure).__name__ in result.note
+
+
+def test_malformed_items_are_left_out_counted_and_mark_truncated() -> None:
+    rig = Rig(FakeSource([page(errors(3), skipped=2)]))
+    result = rig.run()
+    assert result["errorCount"] == 3
+    assert result["truncated"] is True
+    assert rig.telemetry.counts[("MalformedErrorItems", None)] == 2
+
+
+def test_read_failure_is_counted_and_the_summary_still_published() -> None:
+    rig = Rig(FakeSource([], fail_with=CommsServerError("HTTP 500", status=500)))
+    result = rig.run()
+    assert result["published"] is True
+    assert rig.telemetry.counts[("ErrorsReadFailures", None)] == 1
+    assert all(t.delivered[0].note for t in rig.targets)
+
+
+# -- settings and the webhook secret --------------------------------------------------------------------
+
+
+def test_enricher_settings_from_env() -> None:
+    options = EnricherSettings.from_env({"IDEMPOTENCY_TABLE_NAME": "t", "MAX_ERRORS": "50"})
+    assert (options.max_errors, options.errors_page_size, options.idempotency_table_name) == (50, 1000, "t")
+    with pytest.raises(SettingsError, match="MAX_ERRORS"):
+        EnricherSettings.from_env({"IDEMPOTENCY_TABLE_NAME": "t", "MAX_ERRORS": "0"})
+    with pytest.raises(SettingsError, match="IDEMPOTENCY_TABLE_NAME"):
+        EnricherSettings.from_env({})
+
+
+SECRET_URL = "https://hooks.slack.com/services/T0/B0/verysecret"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [SECRET_URL, f"  {SECRET_URL}\n", json.dumps({"webhookUrl": SECRET_URL}), SECRET_URL.encode()],
+)
+def test_webhook_url_plain_or_json(value: object) -> None:
+    assert webhook_url_from_secret(value) == SECRET_URL
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://hooks.slack.com/services/T0/B0/verysecret",
+        json.dumps({"url": SECRET_URL}),
+        '{"webhookUrl": "http://10.0.0.1/verysecret"}',
+        "{not json verysecret",
+        "ftp://verysecret",
+    ],
+)
+def test_bad_webhook_url_is_refused_without_echoing_it(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        webhook_url_from_secret(value)
+    assert "verysecret" not in str(caught.value)
+    assert "SLACK_WEBHOOK_SECRET_ARN" in str(caught.value)
+
+
+def test_loopback_http_webhook_is_allowed_for_local_runs() -> None:
+    assert webhook_url_from_secret("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"

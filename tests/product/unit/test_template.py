@@ -1,0 +1,610 @@
+"""template.yaml, transformed by aws-sam-translator, declares what issue 5 and contract section 1 promise."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
+
+from comms_bridge.enricher.settings import EnricherSettings
+from comms_bridge.poller.config import PollerConfig
+from comms_bridge.settings import Settings
+from comms_bridge_tools.local_stack import TEMPLATE_PATH, Resolver, load_template, parameter_defaults
+from comms_bridge_tools.sync_template_schemas import REGISTERED, SCHEMA_DIR, synced
+
+TWILIO_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms-bridge/twilio-AbCdEf"
+SLACK_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms-bridge/slack-AbCdEf"
+DEFAULTS = {"TwilioSecretArn": TWILIO_SECRET}
+EVERYTHING_ON = {
+    "TwilioSecretArn": TWILIO_SECRET,
+    "SlackWebhookSecretArn": SLACK_SECRET,
+    "AlertEmail": "ops@example.com",
+    "EventBusName": "default",
+    "EnableTracing": "true",
+}
+SCENARIOS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON}
+METRICS = (
+    "OperationsSeen",
+    "ChangesDetected",
+    "EventsPublished",
+    "PublishFailures",
+    "SkippedMalformedItems",
+    "CommsApiRequests",
+    "RunDurationMs",
+    "CheckpointLagSeconds",
+    "ErrorsRead",
+    "AlertsSent",
+    "AlertFailures",
+)
+
+
+class _Placeholders(dict[str, Any]):
+    """Every resource resolves to a recognisable placeholder: <LogicalId> or <LogicalId.Attribute>."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _sam_transform(parameters: dict[str, str]) -> dict[str, Any]:
+    document = yaml_parse(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    # What `sam package` does: code locations become S3 URIs.
+    for resource in document["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = "s3://bucket/key.zip"
+    output: dict[str, Any] = transform(document, dict(parameters), _NoManagedPolicies())
+    return output
+
+
+@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+def deployed(request: pytest.FixtureRequest) -> tuple[dict[str, Any], Resolver]:
+    """The transformed template and a resolver with that scenario's parameter values."""
+    parameters = {**parameter_defaults(load_template()), **SCENARIOS[request.param]}
+    output = _sam_transform(parameters)
+    return output, Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+
+
+@pytest.fixture(scope="module")
+def default_stack() -> tuple[dict[str, Any], Resolver]:
+    parameters = {**parameter_defaults(load_template()), **DEFAULTS}
+    output = _sam_transform(parameters)
+    return output, Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+
+
+def _resources(output: dict[str, Any], resolver: Resolver, resource_type: str) -> dict[str, dict[str, Any]]:
+    """Resources of a type that exist under the scenario's conditions, properties resolved."""
+    found = {}
+    for logical_id, resource in output["Resources"].items():
+        if resource["Type"] != resource_type:
+            continue
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
+        found[logical_id] = resolver.resolve(resource.get("Properties", {}))
+    return found
+
+
+def _function_env(output: dict[str, Any], resolver: Resolver, function: str) -> dict[str, Any]:
+    """The resolved environment variables of one function."""
+    properties = _resources(output, resolver, "AWS::Lambda::Function")[function]
+    env: dict[str, Any] = properties["Environment"]["Variables"]
+    return env
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_contract_parameters_and_defaults() -> None:
+    parameters = load_template()["Parameters"]
+    defaults = parameter_defaults(load_template()) | {"TwilioSecretArn": None}
+    assert (
+        defaults.items()
+        >= {
+            "ScheduleExpression": "rate(1 minute)",
+            "CommsApiBaseUrl": "https://comms.twilio.com/v1",
+            "EventBusName": "",
+            "EventSource": "twilio.comms",
+            "FailedCountThreshold": "10",
+            "FailedRateThreshold": "0.05",
+            "StallAfterMinutes": "30",
+            "AlertEmail": "",
+            "SlackWebhookSecretArn": "",
+            "TwilioSecretArn": None,
+        }.items()
+    )
+    assert "Default" not in parameters["TwilioSecretArn"], "the secret must be chosen at deploy time"
+    for name in ("FailedCountThreshold", "FailedRateThreshold", "StallAfterMinutes"):
+        assert parameters[name]["Type"] == "Number"
+
+
+def test_every_parameter_is_described_and_constrained() -> None:
+    for name, spec in load_template()["Parameters"].items():
+        assert len(spec.get("Description", "")) > 20, name
+        constraints = {"AllowedValues", "AllowedPattern", "MinValue", "MaxValue"} & spec.keys()
+        assert constraints, f"{name} accepts anything"
+
+
+# ---------------------------------------------------------------- state
+
+
+def test_state_table(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    table = _resources(output, resolver, "AWS::DynamoDB::Table")["StateTable"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert output["Resources"]["StateTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_idempotency_table_uses_powertools_defaults(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    table = _resources(output, resolver, "AWS::DynamoDB::Table")["IdempotencyTable"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+# ---------------------------------------------------------------- events
+
+
+def test_bus_is_created_only_without_a_name(deployed: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = deployed
+    buses = _resources(output, resolver, "AWS::Events::EventBus")
+    bus_name = resolver.resolve(output["Outputs"]["EventBusName"]["Value"])
+    if resolver.parameters["EventBusName"]:
+        assert buses == {}
+        assert bus_name == resolver.parameters["EventBusName"]
+    else:
+        assert list(buses) == ["EventBus"]
+        assert bus_name == "<EventBus>"
+    for function in ("PollerFunction", "ErrorsFunction"):
+        assert _function_env(output, resolver, function)["EVENT_BUS_NAME"] == bus_name
+
+
+def test_archive_keeps_our_events(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    archive = _resources(output, resolver, "AWS::Events::Archive")["EventArchive"]
+    assert archive["SourceArn"] == "<EventBus.Arn>"
+    assert archive["EventPattern"] == {"source": ["twilio.comms"]}
+    assert int(archive["RetentionDays"]) > 0
+
+
+def test_schema_registry_holds_the_schema_files(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    schemas = _resources(output, resolver, "AWS::EventSchemas::Schema")
+    assert len(_resources(output, resolver, "AWS::EventSchemas::Registry")) == 1
+    expected = {entry.logical_id: entry for entry in REGISTERED}
+    assert set(schemas) == set(expected), "every detail-type of contract section 3 has a registered schema"
+    for logical_id, schema in schemas.items():
+        file = SCHEMA_DIR / expected[logical_id].file_name
+        assert json.loads(schema["Content"]) == json.loads(file.read_text(encoding="utf-8")), logical_id
+        assert schema["Type"] == "JSONSchemaDraft4"
+        assert schema["RegistryName"] == "<SchemaRegistry.RegistryName>"
+    assert len({schema["SchemaName"] for schema in schemas.values()}) == len(schemas)
+
+
+def test_template_schema_section_is_in_sync_with_the_files() -> None:
+    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    assert synced(text) == text, "run: python -m comms_bridge_tools.sync_template_schemas"
+    assert all((SCHEMA_DIR / entry.file_name).is_file() for entry in REGISTERED)
+
+
+# ---------------------------------------------------------------- poller
+
+
+def test_poller_schedule_has_retries_and_a_dlq(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    (schedule,) = _resources(output, resolver, "AWS::Scheduler::Schedule").values()
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    assert schedule["Target"]["Arn"] == "<PollerFunction.Arn>"
+    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert schedule["Target"]["DeadLetterConfig"] == {"Arn": "<PollerDeadLetterQueue.Arn>"}
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert "StackName" in json.dumps(
+        output["Resources"]["PollerFunctionPollerSchedule"]["Properties"]["Name"]
+    )
+    role = _resources(output, resolver, "AWS::IAM::Role")[
+        schedule["Target"]["RoleArn"].strip("<>").split(".")[0]
+    ]
+    granted = {
+        (statement["Action"], json.dumps(statement["Resource"]))
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    }
+    assert ("sqs:SendMessage", '"<PollerDeadLetterQueue.Arn>"') in granted
+    assert ("lambda:InvokeFunction", '"<PollerFunction.Arn>"') in granted
+
+
+def test_poller_function(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    function = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    (layer,) = function["Layers"]
+    assert layer.startswith("<SharedLayer")  # SAM appends a content hash to the layer version id
+    assert function["Handler"] == "app.lambda_handler"
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert function["Timeout"] == "60"
+
+
+@pytest.mark.parametrize(
+    "timeout", [str(v) for v in load_template()["Parameters"]["PollerTimeoutSeconds"]["AllowedValues"]]
+)
+def test_poller_timeout_and_time_budget_agree(timeout: str) -> None:
+    parameters = {**parameter_defaults(load_template()), **DEFAULTS, "PollerTimeoutSeconds": timeout}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    function = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]
+    env = function["Environment"]["Variables"]
+    margin, lease, seconds = int(env["POLLER_SAFETY_MARGIN_SECONDS"]), int(env["LEASE_SECONDS"]), int(timeout)
+    assert int(function["Timeout"]) == seconds
+    # The run keeps a margin to publish and checkpoint, and still has most of its time for work ...
+    assert 5 <= margin <= seconds / 3
+    # ... and no overlapping run can take the lease while this one may still be running.
+    assert lease > seconds
+
+
+def test_stall_minutes_become_seconds() -> None:
+    template = load_template()
+    mapping = template["Mappings"]["StallSeconds"]
+    for minutes in template["Parameters"]["StallAfterMinutes"]["AllowedValues"]:
+        assert mapping[str(minutes)]["Seconds"] == minutes * 60
+
+
+def test_poller_environment_matches_the_contract(deployed: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = deployed
+    env = _function_env(output, resolver, "PollerFunction")
+    assert env == env | {
+        "COMMS_API_BASE_URL": "https://comms.twilio.com/v1",
+        "TWILIO_SECRET_ARN": TWILIO_SECRET,
+        "STATE_TABLE_NAME": "<StateTable>",
+        "EVENT_SOURCE": "twilio.comms",
+        "STALL_AFTER_SECONDS": 1800,
+        "BOOTSTRAP_MODE": "baseline",
+        "POLLER_SAFETY_MARGIN_SECONDS": 10,
+        "POWERTOOLS_SERVICE_NAME": "poller",
+        "POWERTOOLS_METRICS_NAMESPACE": "CommsBridge",
+    }
+    assert {"LOOKBACK_SECONDS", "FOLLOW_UP_CADENCE", "PAGE_SIZE", "LEASE_SECONDS"} <= env.keys()
+    environ = {key: str(value) for key, value in env.items()}
+    settings = Settings.from_env(environ)
+    assert settings.stall_after_seconds == 1800
+    # The poller reads the tuning values the template passes without complaint.
+    config = PollerConfig.from_env(settings, "AC00000000000000000000000000000000", environ)
+    assert config.safety_margin_seconds == 10
+    assert config.lease_seconds == 90
+
+
+def test_errors_environment_matches_the_contract(deployed: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = deployed
+    env = _function_env(output, resolver, "ErrorsFunction")
+    assert env == env | {
+        "COMMS_API_BASE_URL": "https://comms.twilio.com/v1",
+        "TWILIO_SECRET_ARN": TWILIO_SECRET,
+        "EVENT_SOURCE": "twilio.comms",
+        "IDEMPOTENCY_TABLE_NAME": "<IdempotencyTable>",
+        "SLACK_WEBHOOK_SECRET_ARN": resolver.parameters["SlackWebhookSecretArn"],
+        "ALERT_TOPIC_ARN": "<AlertTopic>",
+        "MAX_ERRORS": "1000",
+        "POWERTOOLS_SERVICE_NAME": "errors",
+        "POWERTOOLS_METRICS_NAMESPACE": "CommsBridge",
+    }
+    environ = {key: str(value) for key, value in env.items()}
+    Settings.from_env(environ)
+    assert EnricherSettings.from_env(environ).max_errors == 1000
+
+
+# ---------------------------------------------------------------- errors enricher
+
+
+def test_errors_trigger_rule(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    rule = _resources(output, resolver, "AWS::Events::Rule")["ErrorsFunctionErrorsTriggerRule"]
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["twilio.comms"],
+        "detail-type": ["Email Operation Status Changed", "Email Operation Stats Changed"],
+        "detail": {
+            "status": ["COMPLETED"],
+            "stats": {"failed": [{"numeric": [">=", 10]}]},
+            "rates": {"failed": [{"numeric": [">=", 0.05]}]},
+        },
+        "$or": [
+            {"detail-type": ["Email Operation Status Changed"]},
+            {"detail": {"delta": {"failed": [{"numeric": [">", 0]}]}}},
+        ],
+    }
+    assert rule["EventBusName"] == "<EventBus>"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == "<ErrorsFunction.Arn>"
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["DeadLetterConfig"] == {"Arn": "<ErrorsDeadLetterQueue.Arn>"}
+
+
+def test_errors_function_has_an_on_failure_destination(
+    default_stack: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = default_stack
+    (config,) = (
+        c
+        for c in _resources(output, resolver, "AWS::Lambda::EventInvokeConfig").values()
+        if c["FunctionName"] == "<ErrorsFunction>"
+    )
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == "<ErrorsDeadLetterQueue.Arn>"
+    role = _resources(output, resolver, "AWS::IAM::Role")["ErrorsRole"]
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Action"] == "sqs:SendMessage" and s["Resource"] == "<ErrorsDeadLetterQueue.Arn>"
+        for s in statements
+    )
+
+
+def test_rule_dlq_accepts_only_our_rules(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    policy = _resources(output, resolver, "AWS::SQS::QueuePolicy")["ErrorsDeadLetterQueuePolicy"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == [
+        "<ErrorsFunctionErrorsTriggerRule.Arn>",
+        "<StalledAlertRule.Arn>",
+    ]
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def test_alert_topic_is_encrypted_with_a_key_alarms_and_rules_can_use(
+    default_stack: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = default_stack
+    topic = _resources(output, resolver, "AWS::SNS::Topic")["AlertTopic"]
+    assert topic["KmsMasterKeyId"] == "<AlertTopicKey>"
+    key = _resources(output, resolver, "AWS::KMS::Key")["AlertTopicKey"]
+    assert key["EnableKeyRotation"] is True
+    services = {
+        service
+        for statement in key["KeyPolicy"]["Statement"]
+        for service in _as_list(statement["Principal"].get("Service", []))
+    }
+    assert services == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+
+
+def test_stalled_events_reach_the_alert_topic(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    rule = _resources(output, resolver, "AWS::Events::Rule")["StalledAlertRule"]
+    assert rule["EventPattern"] == {"source": ["twilio.comms"], "detail-type": ["Email Operation Stalled"]}
+    (target,) = rule["Targets"]
+    assert target["Arn"] == "<AlertTopic>"
+    assert target["DeadLetterConfig"] == {"Arn": "<ErrorsDeadLetterQueue.Arn>"}
+    policy = _resources(output, resolver, "AWS::SNS::TopicPolicy")["AlertTopicPolicy"]
+    assert any(
+        s["Principal"] == {"Service": "events.amazonaws.com"}
+        and s["Condition"]["ArnEquals"]["aws:SourceArn"] == "<StalledAlertRule.Arn>"
+        for s in policy["PolicyDocument"]["Statement"]
+    )
+
+
+def test_alert_email_subscription_is_optional(deployed: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = deployed
+    subscriptions = _resources(output, resolver, "AWS::SNS::Subscription")
+    if resolver.parameters["AlertEmail"]:
+        (subscription,) = subscriptions.values()
+        assert subscription == {
+            "TopicArn": "<AlertTopic>",
+            "Protocol": "email",
+            "Endpoint": "ops@example.com",
+        }
+    else:
+        assert subscriptions == {}
+
+
+def _alarms(output: dict[str, Any], resolver: Resolver) -> dict[str, dict[str, Any]]:
+    return _resources(output, resolver, "AWS::CloudWatch::Alarm")
+
+
+def _alarm_on(
+    alarms: dict[str, dict[str, Any]], namespace: str, metric: str, dimension: str
+) -> dict[str, Any]:
+    (alarm,) = (
+        a
+        for a in alarms.values()
+        if a.get("Namespace") == namespace
+        and a.get("MetricName") == metric
+        and a["Dimensions"][0]["Value"] == dimension
+    )
+    return alarm
+
+
+def test_alarms_go_to_the_alert_topic(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    alarms = _alarms(output, resolver)
+    assert len(alarms) >= 6
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == ["<AlertTopic>"], name
+    assert _alarm_on(alarms, "AWS/Lambda", "Errors", "<PollerFunction>")["Threshold"] == 1
+    assert _alarm_on(alarms, "AWS/Lambda", "Throttles", "<PollerFunction>")["Threshold"] == 1
+    for queue in ("PollerDeadLetterQueue", "ErrorsDeadLetterQueue"):
+        alarm = _alarm_on(alarms, "AWS/SQS", "ApproximateNumberOfMessagesVisible", f"<{queue}.QueueName>")
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+def test_checkpoint_lag_alarm_is_three_schedule_periods(
+    default_stack: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = default_stack
+    alarm = _alarms(output, resolver)["CheckpointLagAlarm"]
+    by_id = {metric["Id"]: metric for metric in alarm["Metrics"]}
+    stat = by_id["lag"]["MetricStat"]
+    assert stat["Metric"]["Namespace"] == "CommsBridge"
+    assert stat["Metric"]["MetricName"] == "CheckpointLagSeconds"
+    assert stat["Period"] == "60"
+    assert by_id["periods"]["Expression"] == "lag / 60"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (3, "GreaterThanThreshold")
+    assert alarm["TreatMissingData"] == "breaching", "a poller that stopped reporting must alarm too"
+
+
+def test_dashboard_shows_every_metric(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    (dashboard,) = _resources(output, resolver, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(dashboard["DashboardBody"])
+    shown = {
+        item
+        for widget in body["widgets"]
+        for row in widget["properties"]["metrics"]
+        for item in row
+        if isinstance(item, str)
+    }
+    assert set(METRICS) <= shown
+
+
+def test_log_groups_have_retention(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    groups = _resources(output, resolver, "AWS::Logs::LogGroup")
+    functions = _resources(output, resolver, "AWS::Lambda::Function")
+    for name in ("PollerFunction", "ErrorsFunction"):
+        group = functions[name]["LoggingConfig"]["LogGroup"].strip("<>")
+        assert groups[group]["RetentionInDays"] == "30"
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+def _statements(output: dict[str, Any], resolver: Resolver) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, role in _resources(output, resolver, "AWS::IAM::Role").items():
+        assert not role.get("ManagedPolicyArns"), f"{logical_id}: managed policies are not scoped"
+        for policy in role.get("Policies", []):
+            for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+                yield logical_id, statement
+    for logical_id, policy in _resources(output, resolver, "AWS::IAM::Policy").items():
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            yield logical_id, statement
+
+
+# X-Ray has no resource-level permissions for these actions; they are granted only with EnableTracing=true.
+UNSCOPABLE = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_every_iam_statement_names_its_actions_and_resources(
+    deployed: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = deployed
+    statements = list(_statements(output, resolver))
+    assert statements
+    for role, statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = _as_list(statement["Action"])
+        assert all("*" not in action for action in actions), f"{role}: wildcard action in {actions}"
+        resources = _as_list(statement["Resource"])
+        assert resources, role
+        if set(actions) <= UNSCOPABLE:
+            assert resolver.parameters["EnableTracing"] == "true"
+            continue
+        assert all("*" not in json.dumps(r) or json.dumps(r).endswith(':*"') for r in resources), (
+            f"{role}: {actions} on {resources}"
+        )
+        assert all(r != "*" for r in resources), role
+
+
+def _readers_of(output: dict[str, Any], resolver: Resolver, secret: str) -> set[str]:
+    return {
+        role
+        for role, statement in _statements(output, resolver)
+        if "secretsmanager:GetSecretValue" in _as_list(statement["Action"])
+        and secret in _as_list(statement["Resource"])
+    }
+
+
+def test_secrets_are_readable_only_by_the_functions_that_need_them(
+    deployed: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = deployed
+    assert _readers_of(output, resolver, TWILIO_SECRET) == {"PollerRole", "ErrorsRole"}
+    if resolver.parameters["SlackWebhookSecretArn"]:
+        assert _readers_of(output, resolver, SLACK_SECRET) == {"ErrorsRole"}
+    granted = [json.dumps(s["Resource"]) for _, s in _statements(output, resolver)]
+    assert all("secretsmanager" not in g or "*" not in g for g in granted)
+
+
+def test_poller_cannot_touch_what_it_does_not_use(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    poller = [s for role, s in _statements(output, resolver) if role == "PollerRole"]
+    resources = {json.dumps(r) for s in poller for r in _as_list(s["Resource"])}
+    assert not any(
+        name in r for r in resources for name in ("IdempotencyTable", "AlertTopic", "ErrorsDeadLetter")
+    )
+
+
+def test_transform_does_not_mutate_the_template_between_scenarios() -> None:
+    before = copy.deepcopy(load_template())
+    defaults = {**parameter_defaults(before), **DEFAULTS}
+    first = _sam_transform(defaults)
+    _sam_transform({**parameter_defaults(before), **EVERYTHING_ON})
+    assert load_template() == before
+    assert Path(TEMPLATE_PATH).is_file()
+    # What the module-scoped fixtures rely on: one scenario's transform leaves nothing behind for the next.
+    assert _sam_transform(defaults) == first
+
+
+# boto3 client methods the layer calls -> the IAM action each needs (TransactWriteItems is authorized per item
+# by the Put/Update/Delete/ConditionCheck actions it contains).
+DYNAMODB_ACTIONS = {
+    "get_item": ["dynamodb:GetItem"],
+    "batch_get_item": ["dynamodb:BatchGetItem"],
+    "query": ["dynamodb:Query"],
+    "put_item": ["dynamodb:PutItem"],
+    "update_item": ["dynamodb:UpdateItem"],
+    "delete_item": ["dynamodb:DeleteItem"],
+    "batch_write_item": ["dynamodb:BatchWriteItem"],
+    "transact_write_items": [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    ],
+    "scan": ["dynamodb:Scan"],
+}
+
+
+def test_poller_role_grants_every_state_table_call_the_code_makes(
+    default_stack: tuple[dict[str, Any], Resolver],
+) -> None:
+    output, resolver = default_stack
+    poller = SCHEMA_DIR.parents[1] / "poller"
+    called = {
+        method
+        for module in poller.glob("*.py")
+        for method in DYNAMODB_ACTIONS
+        if f".{method}(" in module.read_text(encoding="utf-8")
+    }
+    assert called, "the poller's state modules make DynamoDB calls"
+    granted = {
+        action
+        for role, statement in _statements(output, resolver)
+        if role == "PollerRole" and statement["Resource"] == "<StateTable.Arn>"
+        for action in _as_list(statement["Action"])
+    }
+    for method in sorted(called):
+        assert set(DYNAMODB_ACTIONS[method]) <= granted, method
