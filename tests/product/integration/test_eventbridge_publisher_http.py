@@ -8,8 +8,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from comms_bridge.aws.clients import AWS_CLIENT_CONFIG
 from comms_bridge.aws.eventbridge import EventPublisher, OutgoingEvent
-from comms_bridge.poller.runtime import AWS_CLIENT_CONFIG
+from comms_bridge.aws.retry import Backoff
 from comms_bridge_tools.local_stack import LocalStack
 from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
 
@@ -38,7 +39,8 @@ def publisher(stack: LocalStack, *, sdk_retries: bool = True) -> EventPublisher:
     single = Config(retries={"mode": "standard", "total_max_attempts": 1})
     config = AWS_CLIENT_CONFIG if sdk_retries else single
     client = boto3.client("events", config=config)
-    return EventPublisher(client, bus_name=stack.bus_name, source=stack.event_source, sleep=lambda s: None)
+    retry = Backoff(max_attempts=4, sleep=lambda s: None)
+    return EventPublisher(client, bus_name=stack.bus_name, source=stack.event_source, retry=retry)
 
 
 def events(n: int, pad: int = 0) -> list[OutgoingEvent]:

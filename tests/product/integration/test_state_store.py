@@ -10,13 +10,14 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from comms_bridge.aws.clients import AWS_CLIENT_CONFIG
+from comms_bridge.aws.retry import Backoff
 from comms_bridge.comms.models import EmailOperationStats, OperationStatus
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import CHECKPOINT_DOC_MAX_BYTES, BucketState, Checkpoint
 from comms_bridge.poller.discovery import RECENT_MAX_ENTRIES, RecentVersions, recent_key, window_buckets
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
 from comms_bridge.poller.lease import Lease
-from comms_bridge.poller.runtime import AWS_CLIENT_CONFIG
 from comms_bridge.poller.state_store import StateStore, state_expires_at
 from comms_bridge_tools.local_stack import LocalStack
 from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
@@ -65,8 +66,9 @@ def tracked(n: int, status: OperationStatus = OperationStatus.PROCESSING, sent: 
     )
 
 
-def store(dynamodb, table: str, **kwargs) -> StateStore:
-    return StateStore(dynamodb, table_name=table, account_sid=ACCOUNT, sleep=lambda s: None, **kwargs)
+def store(dynamodb, table: str, max_attempts: int = 6) -> StateStore:
+    retry = Backoff(max_attempts=max_attempts, sleep=lambda s: None)
+    return StateStore(dynamodb, table_name=table, account_sid=ACCOUNT, retry=retry)
 
 
 def test_states_round_trip_with_ttl_and_active_index(dynamodb, table) -> None:

@@ -14,6 +14,7 @@ from comms_bridge.aws.eventbridge import (
     EventTooLargeError,
     OutgoingEvent,
 )
+from comms_bridge.aws.retry import Backoff
 
 
 class ScriptedEvents:
@@ -47,11 +48,10 @@ def events(n: int, size: int = 10) -> list[OutgoingEvent]:
     ]
 
 
-def publisher(client: ScriptedEvents, **kwargs: Any) -> tuple[EventPublisher, list[float]]:
+def publisher(client: ScriptedEvents, max_attempts: int = 4) -> tuple[EventPublisher, list[float]]:
     sleeps: list[float] = []
-    return EventPublisher(
-        client, bus_name="bus", source="twilio.comms", sleep=sleeps.append, **kwargs
-    ), sleeps  # type: ignore[arg-type]
+    retry = Backoff(max_attempts=max_attempts, base_delay=0.2, max_delay=5.0, sleep=sleeps.append)
+    return EventPublisher(client, bus_name="bus", source="twilio.comms", retry=retry), sleeps  # type: ignore[arg-type]
 
 
 def test_batches_of_ten_in_order() -> None:

@@ -9,19 +9,22 @@ and redo the work next time.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from comms_bridge.aws.errors import error_code, error_message
+from comms_bridge.aws.retry import Backoff
 from comms_bridge.events.details import detail_json, entry_size_bytes
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
+DEFAULT_PUBLISH_RETRY: Final = Backoff(max_attempts=4, base_delay=0.2, max_delay=5.0)
+"""Failed entries are put again up to 3 times, 0.2 s, 0.4 s and 0.8 s apart."""
 MAX_ENTRIES_PER_CALL: Final = 10
 MAX_REQUEST_BYTES: Final = 256 * 1024
 """EventBridge's limit for one entry and for a whole PutEvents request."""
@@ -67,20 +70,12 @@ class EventPublisher:
         *,
         bus_name: str,
         source: str,
-        max_attempts: int = 4,
-        base_delay: float = 0.2,
-        max_delay: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: Backoff | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = events_client
         self.bus_name = bus_name
         self.source = source
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._sleep = sleep
+        self.retry = retry or DEFAULT_PUBLISH_RETRY
         self.put_events_calls = 0
 
     def size_of(self, event: OutgoingEvent) -> int:
@@ -104,11 +99,7 @@ class EventPublisher:
         accepted: list[OutgoingEvent] = []
         pending: list[OutgoingEvent] = list(events)
         errors: dict[str, tuple[str, str]] = {}
-        for attempt in range(1, self.max_attempts + 1):
-            if not pending:
-                break
-            if attempt > 1:
-                self._sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 2)))
+        for attempt in self.retry.attempts():
             retry: list[OutgoingEvent] = []
             for batch in self._batches(pending):
                 ok, failed = self._put(batch)
@@ -117,14 +108,15 @@ class EventPublisher:
                     errors[event.event_key] = (code, message)
                     retry.append(event)
             pending = retry
-            if pending:
-                logger.warning(
-                    "PutEvents: %d entr(y/ies) failed on attempt %d of %d",
-                    len(pending),
-                    attempt,
-                    self.max_attempts,
-                    extra={"failed": len(pending), "attempt": attempt},
-                )
+            if not pending:
+                break
+            logger.warning(
+                "PutEvents: %d entr(y/ies) failed on attempt %d of %d",
+                len(pending),
+                attempt,
+                self.retry.max_attempts,
+                extra={"failed": len(pending), "attempt": attempt},
+            )
         failed_events = [FailedEvent(event, *errors[event.event_key]) for event in pending]
         return PublishResult(accepted=accepted, failed=failed_events)
 
@@ -161,10 +153,7 @@ class EventPublisher:
         except ClientError as exc:
             # The whole request failed (throttled after botocore's own retries, a 500): every entry is
             # retried like a failed entry.
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "ClientError"))
-            message = str(error.get("Message", ""))
-            return [], [(event, code, message) for event in batch]
+            return [], [(event, error_code(exc), error_message(exc)) for event in batch]
         except BotoCoreError as exc:
             return [], [(event, type(exc).__name__, str(exc)) for event in batch]
         results = response.get("Entries", [])

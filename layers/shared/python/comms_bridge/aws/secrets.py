@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
+from comms_bridge.aws.errors import error_code
 from comms_bridge.comms.credentials import CommsCredentials, CredentialsError, credentials_from_secret
 from comms_bridge.settings import Settings, SettingsError
 
@@ -68,17 +69,5 @@ def _read_secret(
         raise CredentialsError("the Twilio secret (TWILIO_SECRET_ARN) is not valid JSON") from None
     except GetParameterError as exc:
         raise CredentialsError(
-            f"could not read the Twilio secret (TWILIO_SECRET_ARN): {aws_error_code(exc)}"
+            f"could not read the Twilio secret (TWILIO_SECRET_ARN): {error_code(exc)}"
         ) from None
-
-
-def aws_error_code(exc: Exception) -> str:
-    """The AWS error code behind a failed Powertools fetch (``GetParameterError``), which says why
-    (AccessDenied, ResourceNotFound) without carrying any secret material."""
-    cause = exc.__cause__ or exc.__context__
-    response = getattr(cause, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if isinstance(code, str):
-            return code
-    return type(cause or exc).__name__

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from comms_bridge.aws.errors import error_code
 from comms_bridge.aws.eventbridge import EventPublisher, EventTooLargeError, OutgoingEvent
 from comms_bridge.enricher.alerts.slack import render_slack_message
 from comms_bridge.enricher.alerts.sns import render_sns
@@ -50,8 +51,8 @@ class SnsAlert:
         try:
             self._client.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            raise AlertFailed(f"SNS Publish failed: {code}", retryable=True, kind=str(code)) from None
+            code = error_code(exc)
+            raise AlertFailed(f"SNS Publish failed: {code}", retryable=True, kind=code) from None
         except BotoCoreError as exc:
             raise AlertFailed(
                 f"SNS Publish failed: {type(exc).__name__}", retryable=True, kind=type(exc).__name__

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from comms_bridge.aws.errors import is_condition_failed
 from comms_bridge.poller.state_store import checkpoint_key
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class Lease:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 return False
             raise
         self.item = dict(response.get("Attributes", {}))
@@ -80,5 +81,5 @@ class Lease:
                 ExpressionAttributeValues={":owner": {"S": self.owner}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_condition_failed(exc):
                 raise

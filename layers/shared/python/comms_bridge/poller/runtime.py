@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-
+from comms_bridge.aws.clients import AwsClients
 from comms_bridge.aws.eventbridge import EventPublisher
 from comms_bridge.aws.secrets import load_credentials
 from comms_bridge.comms.client import CommsClient
@@ -21,13 +18,6 @@ from comms_bridge.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
-
-# botocore retries throttling itself; our own loops (unprocessed items, failed entries) sit on top.
-AWS_CLIENT_CONFIG: Final = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=3,
-    read_timeout=10,
-)
 
 
 @dataclass
@@ -44,16 +34,15 @@ class PollerRuntime:
         settings.require_state_table()  # fail before any credentials are loaded
         credentials = load_credentials(settings)
         config = PollerConfig.from_env(settings, credentials.account_sid)
-        session = boto3.session.Session()
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        aws = AwsClients()
         return cls(
             settings=settings,
             config=config,
             comms=CommsClient(
                 settings.comms_api_base_url, credentials, read_timeout=config.read_timeout_seconds
             ),
-            dynamodb=session.client("dynamodb", region_name=region, config=AWS_CLIENT_CONFIG),
-            events=session.client("events", region_name=region, config=AWS_CLIENT_CONFIG),
+            dynamodb=aws.dynamodb(),
+            events=aws.events(),
         )
 
     def run(self, context: LambdaContextLike | None, *, metrics: MetricsSink | None = None) -> dict[str, Any]:

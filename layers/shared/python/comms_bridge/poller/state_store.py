@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
+from comms_bridge.aws.errors import error_code, is_condition_failed, is_retryable
+from comms_bridge.aws.retry import Backoff
 from comms_bridge.comms.models import (
     STAT_FIELDS,
     EmailOperation,
@@ -121,18 +122,12 @@ class StateStore:
         *,
         table_name: str,
         account_sid: str,
-        max_attempts: int = 6,
-        base_delay: float = 0.05,
-        max_delay: float = 2.0,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: Backoff | None = None,
     ) -> None:
         self._db = dynamodb
         self.table_name = table_name
         self.account_sid = account_sid
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._sleep = sleep
+        self.retry = retry or Backoff()
         self.counters = StoreCounters()
 
     # -- keys -----------------------------------------------------------------------------------------
@@ -248,7 +243,7 @@ class StateStore:
                 ),
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 raise CheckpointConflict("the lease was lost; checkpoint not written") from None
             raise
 
@@ -275,53 +270,36 @@ class StateStore:
         self, operation: str, what: str, pending: list[_T], send: Callable[[list[_T]], list[_T]]
     ) -> None:
         """Send one batch, then whatever ``send`` returns as unprocessed, with backoff; a call failing with a
-        retryable error is retried too. StateStoreError once ``max_attempts`` are used up, or at once for an
-        error no retry can mend (a missing table, a validation error)."""
-        attempt = 0
-        while pending:
-            attempt += 1
-            self._backoff(attempt)
+        retryable error is retried too. StateStoreError once the attempts (or the time) are used up, or at
+        once for an error no retry can mend (a missing table, a validation error)."""
+        last = f"{operation}: no time left for an attempt"
+        for _attempt in self.retry.attempts():
             self.counters.count(operation)
             try:
                 pending = send(pending)
             except ClientError as exc:
-                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
-                    raise StateStoreError(f"{operation} failed: {_code(exc)}") from None
+                if not is_retryable(exc):
+                    raise StateStoreError(f"{operation} failed: {error_code(exc)}") from None
+                last = f"{operation} failed: {error_code(exc)}"
                 continue
-            if pending and attempt >= self.max_attempts:
-                raise StateStoreError(f"{operation} left {len(pending)} {what} unprocessed")
+            if not pending:
+                return
+            last = f"{operation} left {len(pending)} {what} unprocessed"
+        raise StateStoreError(last)
 
     def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            self._backoff(attempt)
+        """One call, retried on throttling spells longer than botocore's own retries cover."""
+        failure: ClientError | None = None
+        for attempt in self.retry.attempts():
             self.counters.count(operation)
             try:
                 return call()
             except ClientError as exc:
-                if _code(exc) not in _RETRYABLE or attempt >= self.max_attempts:
+                if not is_retryable(exc) or attempt >= self.retry.max_attempts:
                     raise
-            # botocore already retried throttling; this outer loop only covers longer throttling spells.
-
-    def _backoff(self, attempt: int) -> None:
-        if attempt > 1:
-            self._sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 2)))
-
-
-_RETRYABLE: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+                failure = exc
+        # The deadline came before the next attempt.
+        raise StateStoreError(f"{operation} failed: {error_code(failure) if failure else 'no time left'}")
 
 
 def fingerprint(state: TrackedOperation | EmailOperation) -> str:

@@ -24,7 +24,8 @@ from typing import Any, Final
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from comms_bridge.aws.secrets import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike, aws_error_code
+from comms_bridge.aws.errors import error_code
+from comms_bridge.aws.secrets import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike
 from comms_bridge.settings import SettingsError, check_secure_url
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
@@ -94,7 +95,7 @@ class SecretWebhookUrl:
             value = self._provider.get(self._arn, max_age=self._max_age)
         except GetParameterError as exc:
             raise SlackPostError(
-                f"could not read {WEBHOOK_SETTING}: {aws_error_code(exc)}", kind="config", retryable=True
+                f"could not read {WEBHOOK_SETTING}: {error_code(exc)}", kind="config", retryable=True
             ) from None
         try:
             return webhook_url_from_secret(value)
