@@ -9,7 +9,7 @@ SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
-.PHONY: help setup test lint typecheck cfn-lint unit demo bench build clean
+.PHONY: help setup test lint typecheck cfn-lint unit docs demo bench build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,11 @@ cfn-lint: $(STAMP) $(SAM_STAMP) ## cfn-lint and sam validate --lint on template.
 unit: $(STAMP) ## unit tests only (no servers)
 	$(BIN)/pytest tests/product/unit
 
-test: $(STAMP) lint typecheck cfn-lint ## everything CI runs: lint, types, template checks, all tests
+test: $(STAMP) lint typecheck cfn-lint docs ## everything CI runs: lint, types, template checks, all tests, the docs
 	$(BIN)/pytest
+
+docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 demo: $(STAMP) ## the whole pipeline locally: simulator + moto server + both functions
 	$(BIN)/python -m comms_bridge_tools.demo
@@ -56,4 +59,4 @@ build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and c
 	$(BIN)/python -m comms_bridge_tools.check_build .aws-sam/build
 
 clean: ## remove the virtualenvs and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache site

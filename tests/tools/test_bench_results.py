@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks.render import bar, growth_chart, human_bytes, markdown_table, rows, terminal_report
-from benchmarks.report import render_markdown
+from benchmarks.report import (
+    DOCS_PAGE,
+    SECTION_END,
+    SECTION_START,
+    render_markdown,
+    replace_section,
+    section,
+)
 from benchmarks.results import (
+    LATEST,
     BenchResults,
     FloorFigures,
     ImportFigures,
@@ -137,10 +145,29 @@ def test_reports_carry_the_figures_and_the_verdicts() -> None:
     terminal = terminal_report(results())
     assert "bootstrap" in terminal and "1.10x" in terminal
     markdown = render_markdown(results())
-    assert markdown.startswith("## Performance")
+    # The page around it has the title: the generated part starts with the measurement itself.
+    assert markdown.startswith("Measured by `make bench`")
+    assert "\n#" not in markdown
     # One verdict per shape of the largest window, each with the floor of the cadence beside it.
     assert "every send processed on arrival: 5.0 = 5.0% of a full-window scan" in markdown
     assert "half of the sends scheduled hours ahead: 12.0 = 12.0%" in markdown
     assert "**met**" in markdown and "**NOT met**" in markdown
     assert "at least 3.0 requests per run for the 600 operations completed in the last hour" in markdown
     assert "30.0 MiB" in markdown
+
+
+def test_replacing_the_section_keeps_the_rest_of_the_page() -> None:
+    page = f"# Performance\n\n{SECTION_START}\nold figures\n{SECTION_END}\n\n## Reading it\n"
+    new = replace_section(page, "new figures\n")
+    assert new == f"# Performance\n\n{SECTION_START}\nnew figures\n{SECTION_END}\n\n## Reading it\n"
+    assert section(new) == "new figures"
+    with pytest.raises(ValueError, match="performance:start"):
+        replace_section("# Performance\n", "new figures")
+
+
+def test_the_docs_performance_page_is_what_the_report_renders() -> None:
+    """docs/performance.md shows bench-results/latest.json as `python -m benchmarks.report` renders it."""
+    root = Path(__file__).resolve().parents[2]
+    page = (root / DOCS_PAGE).read_text(encoding="utf-8")
+    expected = render_markdown(load(root / LATEST), LATEST)
+    assert section(page) == expected.rstrip("\n"), "run python -m benchmarks.report to render the page again"
