@@ -297,11 +297,11 @@ class LocalStack:
         _check_allowed_values(template, values)
         stack = cls(prefix=prefix, template=template, parameters=values, region=region, client=client)
         if twilio_secret is not None:
-            stack.parameters["TwilioSecretArn"] = stack._create_secret(
+            stack.parameters["TwilioSecretArn"] = stack.create_secret(
                 "twilio", json.dumps(dict(twilio_secret))
             )
         if slack_webhook_url is not None:
-            stack.parameters["SlackWebhookSecretArn"] = stack._create_secret(
+            stack.parameters["SlackWebhookSecretArn"] = stack.create_secret(
                 "slack-webhook", slack_webhook_url
             )
         stack._name_functions_and_layer()
@@ -353,7 +353,8 @@ class LocalStack:
             self.resource_names[logical_id] = key_id
             self.resource_names[f"{logical_id}.Arn"] = self._arn("kms", f"key/{key_id}")
 
-    def _create_secret(self, suffix: str, value: str) -> str:
+    def create_secret(self, suffix: str, value: str) -> str:
+        """A secret named under the stack's prefix; its ARN is what a secret ARN parameter takes."""
         response = self.client("secretsmanager").create_secret(
             Name=f"{self.prefix}/{suffix}", SecretString=value
         )
@@ -400,14 +401,20 @@ class LocalStack:
             self.resource_names[f"{logical_id}.QueueUrl"] = url
 
     def _create_topic(self) -> None:
-        sns = self.client("sns")
         for logical_id, _ in self._resources("AWS::SNS::Topic"):
-            arn = str(sns.create_topic(Name=f"{self.prefix}-{logical_id}")["TopicArn"])
-            self.resource_names[logical_id] = arn
-            self.resource_names[f"{logical_id}.TopicArn"] = arn
-            if logical_id == "AlertTopic":
-                self.alert_queue_url, queue_arn = self._new_queue(f"{self.prefix}-AlertTopic-subscription")
-                sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+            self.create_topic(logical_id)
+
+    def create_topic(self, logical_id: str) -> str:
+        """Create (again, after a test deleted it: the same name gives the same ARN) a topic of the template,
+        the alert topic with its SQS subscription."""
+        sns = self.client("sns")
+        arn = str(sns.create_topic(Name=f"{self.prefix}-{logical_id}")["TopicArn"])
+        self.resource_names[logical_id] = arn
+        self.resource_names[f"{logical_id}.TopicArn"] = arn
+        if logical_id == "AlertTopic":
+            self.alert_queue_url, queue_arn = self._new_queue(f"{self.prefix}-AlertTopic-subscription")
+            sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+        return arn
 
     def _create_bus(self) -> None:
         events = self.client("events")
@@ -481,6 +488,14 @@ class LocalStack:
     @property
     def state_table_name(self) -> str:
         return str(self.resource_names["StateTable"])
+
+    @property
+    def idempotency_table_name(self) -> str:
+        return str(self.resource_names["IdempotencyTable"])
+
+    @property
+    def alert_topic_arn(self) -> str:
+        return str(self.resource_names["AlertTopic"])
 
     @property
     def bus_name(self) -> str:

@@ -1,9 +1,10 @@
 """functions/errors/app.lambda_handler invoked as Lambda would, against real HTTP on loopback.
 
-AWS: moto server (idempotency table, bus with a catch-all rule into SQS, SNS topic with an SQS subscription,
-Secrets Manager). Comms: the simulator, with the operation's errors spread over several pages. Slack: the
-local receiver in tools/comms_bridge_tools/slack_receiver.py. Nothing of ours is patched; faults come from the
-servers (simulator fault rules, receiver scripts, a topic that does not exist).
+AWS: moto server, provisioned from template.yaml by comms_bridge_tools.local_stack (the idempotency table, the
+bus with a catch-all rule into SQS, the alert topic with an SQS subscription, the secrets the parameters name)
+and the function's environment as the template sets it. Comms: the simulator, with the operation's errors
+spread over several pages. Slack: the local receiver in tools/comms_bridge_tools/slack_receiver.py. Nothing of
+ours is patched; faults come from the servers (simulator fault rules, receiver scripts, a deleted topic).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 
 from comms_bridge.comms.models import EmailOperationStats, OperationStatus
@@ -31,6 +31,7 @@ from comms_bridge.enricher.enricher import EnrichmentIncomplete
 from comms_bridge.enricher.trigger import InvalidTriggerEvent
 from comms_bridge.events.detail_types import DetailType
 from comms_bridge.events.details import build_detail
+from comms_bridge_tools.local_stack import LocalStack
 from comms_bridge_tools.moto_server import MotoServer
 from comms_bridge_tools.slack_receiver import WEBHOOK_PATH, SlackReceiver
 from comms_sim import FaultRule, ManualClock, Scenario, SimulatorServer
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 APP_PATH = ROOT / "functions" / "errors" / "app.py"
-SOURCE = "twilio.comms"
+SOURCE = "twilio.comms"  # the template's EventSource default
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 5, 11, 0, tzinfo=UTC)
 BAD_SEND = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
@@ -112,11 +113,8 @@ def load_handler_module() -> ModuleType:
 class World:
     sim: SimulatorServer
     slack: SlackReceiver
+    stack: LocalStack
     env: dict[str, str]
-    topic_name: str
-    capture_queue_url: str
-    mail_queue_url: str
-    table_name: str
     monkeypatch: pytest.MonkeyPatch
     module: ModuleType | None = None
     seen_events: list[dict[str, Any]] = field(default_factory=list)
@@ -141,106 +139,42 @@ class World:
         self.module = None
 
     def summaries(self) -> list[dict[str, Any]]:
-        self.seen_events.extend(_drain(self.capture_queue_url))
+        self.seen_events.extend(self.stack.drain(self.stack.capture_queue_url, wait=0))
         return [e for e in self.seen_events if e["detail-type"] == DetailType.ERRORS_SUMMARIZED.value]
 
     def mails(self) -> list[dict[str, Any]]:
-        self.seen_mails.extend(_drain(self.mail_queue_url))
+        self.seen_mails.extend(self.stack.drain_alerts(wait=0))
         return self.seen_mails
 
     def errors_requests(self) -> int:
         return self.sim.count("list_errors")
 
 
-def _drain(queue_url: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    found: list[dict[str, Any]] = []
-    while True:
-        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = response.get("Messages", [])
-        if not messages:
-            return found
-        for message in messages:
-            found.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def _queue(name: str) -> tuple[str, str]:
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return url, arn
-
-
-def create_topic(name: str, mail_queue_arn: str) -> str:
-    sns = boto3.client("sns")
-    arn = sns.create_topic(Name=name)["TopicArn"]
-    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=mail_queue_arn)
-    return arn
-
-
 @pytest.fixture
 def world(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    prefix = f"errfn-{uuid.uuid4().hex[:8]}"
-    dynamodb = boto3.client("dynamodb")
-    table = f"{prefix}-idempotency"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    events = boto3.client("events")
-    bus = f"{prefix}-bus"
-    events.create_event_bus(Name=bus)
-    capture_url, capture_arn = _queue(f"{prefix}-capture")
-    events.put_rule(Name=f"{prefix}-all", EventBusName=bus, EventPattern=json.dumps({"source": [SOURCE]}))
-    events.put_targets(
-        Rule=f"{prefix}-all", EventBusName=bus, Targets=[{"Id": "capture", "Arn": capture_arn}]
-    )
-    mail_url, mail_arn = _queue(f"{prefix}-mail")
-    topic_name = f"{prefix}-alerts"
-    topic_arn = create_topic(topic_name, mail_arn)
-    secrets = boto3.client("secretsmanager")
     scenario = Scenario.from_dict(SCENARIO)
     with (
         SimulatorServer(scenario, clock=ManualClock(NOW)) as sim,
         SlackReceiver(retry_after="1", hang_seconds=3.0) as slack,
     ):
-        twilio_arn = secrets.create_secret(
-            Name=f"{prefix}/twilio",
-            SecretString=json.dumps({"accountSid": sim.account_sid, "authToken": sim.auth_token}),
-        )["ARN"]
-        slack_arn = secrets.create_secret(
-            Name=f"{prefix}/slack", SecretString=json.dumps({"webhookUrl": slack.url})
-        )["ARN"]
+        stack = LocalStack.provision(
+            aws_env.env(),
+            prefix=f"errfn-{uuid.uuid4().hex[:8]}",
+            parameters={"CommsApiBaseUrl": sim.base_url},
+            twilio_secret={"accountSid": sim.account_sid, "authToken": sim.auth_token},
+            slack_webhook_url=json.dumps({"webhookUrl": slack.url}),
+        )
         env = {
-            "COMMS_API_BASE_URL": sim.base_url,
-            "TWILIO_SECRET_ARN": twilio_arn,
-            "EVENT_BUS_NAME": bus,
-            "EVENT_SOURCE": SOURCE,
-            "IDEMPOTENCY_TABLE_NAME": table,
-            "SLACK_WEBHOOK_SECRET_ARN": slack_arn,
-            "ALERT_TOPIC_ARN": topic_arn,
-            "MAX_ERRORS": "1000",
+            **stack.function_environment("ErrorsFunction"),
+            "AWS_LAMBDA_FUNCTION_NAME": str(stack.resource_names["ErrorsFunction"]),  # Lambda sets it
+            # Tuning the template leaves at its defaults: several pages per operation, and a Slack timeout
+            # that the receiver's "hang" script outlasts.
             "ERRORS_PAGE_SIZE": str(PAGE_SIZE),
             "SLACK_TIMEOUT_SECONDS": "0.5",
-            "AWS_LAMBDA_FUNCTION_NAME": "comms-bridge-errors",
-            "POWERTOOLS_SERVICE_NAME": "errors",
-            "POWERTOOLS_METRICS_NAMESPACE": "CommsBridge",
         }
         for key in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
             monkeypatch.delenv(key, raising=False)
-        yield World(
-            sim=sim,
-            slack=slack,
-            env=env,
-            topic_name=topic_name,
-            capture_queue_url=capture_url,
-            mail_queue_url=mail_url,
-            table_name=table,
-            monkeypatch=monkeypatch,
-        )
+        yield World(sim=sim, slack=slack, stack=stack, env=env, monkeypatch=monkeypatch)
 
 
 def trigger_event(
@@ -352,9 +286,7 @@ def test_duplicate_event_alerts_each_target_once(world: World, capsys: pytest.Ca
 
 
 def test_sns_failure_fails_the_invocation_and_the_retry_alerts_sns_only(world: World) -> None:
-    missing_topic = f"{world.topic_name}-late"
-    account = world.env["ALERT_TOPIC_ARN"].split(":")[4]
-    world.configure(ALERT_TOPIC_ARN=f"arn:aws:sns:us-east-1:{account}:{missing_topic}")
+    world.stack.client("sns").delete_topic(TopicArn=world.stack.alert_topic_arn)  # SNS answers NotFound
     event = trigger_event(world.sim)
 
     with pytest.raises(EnrichmentIncomplete, match=r"sns alert: SNS Publish failed: NotFound"):
@@ -363,11 +295,8 @@ def test_sns_failure_fails_the_invocation_and_the_retry_alerts_sns_only(world: W
     assert len(world.slack.posts) == 1
     assert world.mails() == []
 
-    # The operator fixes the topic; Lambda's asynchronous retry runs the same event again.
-    mail_arn = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=world.mail_queue_url, AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
-    create_topic(missing_topic, mail_arn)
+    # The operator restores the topic (same name, same ARN); Lambda's asynchronous retry runs the same event.
+    world.stack.create_topic("AlertTopic")
     result = world.invoke(event)
 
     assert result["alerts"] == {"sns": "sent", "slack": "sent"}
@@ -535,9 +464,7 @@ def test_slack_failure_that_may_have_posted_is_not_retried(
 def test_insecure_webhook_url_is_refused_without_showing_it(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    arn = boto3.client("secretsmanager").create_secret(
-        Name=f"{world.table_name}/insecure-slack", SecretString=f"http://hooks.example.com/{SECRET_TOKEN}"
-    )["ARN"]
+    arn = world.stack.create_secret("insecure-slack", f"http://hooks.example.com/{SECRET_TOKEN}")
     world.configure(SLACK_WEBHOOK_SECRET_ARN=arn)
     with pytest.raises(EnrichmentIncomplete) as caught:
         world.invoke(trigger_event(world.sim))

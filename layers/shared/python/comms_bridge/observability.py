@@ -1,7 +1,8 @@
-"""Powertools Logger, Tracer and Metrics (EMF, namespace ``CommsBridge``) for one function.
+"""Powertools Logger, Tracer and Metrics (EMF, namespace ``CommsBridge``) for one function: the one
+builder every ``app.py`` uses.
 
 Created per container from ``POWERTOOLS_SERVICE_NAME`` / ``POWERTOOLS_METRICS_NAMESPACE``; tracing is off
-when ``POWERTOOLS_TRACE_DISABLED=true`` (local runs and tests). The poller's code logs through the
+when ``POWERTOOLS_TRACE_DISABLED=true`` (local runs and tests). The layer's code logs through the
 standard ``logging`` module under ``comms_bridge.*``; :func:`route_library_logs` sends those records
 through the Powertools JSON formatter.
 """
@@ -24,6 +25,8 @@ class Observability:
     logger: Logger
     tracer: Tracer
     metrics: Metrics
+    service: str
+    namespace: str
 
     def add(self, name: str, unit: str, value: float) -> None:
         """``MetricsSink`` for the run code."""
@@ -40,15 +43,17 @@ def build(service: str) -> Observability:
         logger=logger,
         tracer=Tracer(service=service),
         metrics=Metrics(namespace=namespace, service=service),
+        service=service,
+        namespace=namespace,
     )
 
 
 def route_library_logs(logger: Logger) -> None:
     """Give the ``comms_bridge`` loggers the Powertools handler (JSON lines, Lambda context keys)."""
     library = logging.getLogger("comms_bridge")
-    if not any(handler in library.handlers for handler in logger.handlers):
-        for handler in logger.handlers:
-            library.addHandler(handler)
+    # Replaced, not added to: where two functions share a process (the demo, tests) each record must be
+    # written once, by the function built last. In Lambda a process holds one function.
+    library.handlers[:] = logger.handlers
     library.setLevel(logger.log_level)
     library.propagate = False
 

@@ -1,11 +1,12 @@
-"""The real implementations of the enricher's ports: EventBridge, SNS, Slack and the Powertools step
-ledger."""
+"""The real implementations of the enricher's ports: EventBridge, SNS, Slack, the Powertools step ledger
+and Powertools metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
 from comms_bridge.aws.errors import error_code
@@ -15,6 +16,7 @@ from comms_bridge.enricher.alerts.sns import render_sns
 from comms_bridge.enricher.alerts.webhook import SlackPostError, SlackWebhook
 from comms_bridge.enricher.ports import AlertFailed, SummaryNotPublished
 from comms_bridge.enricher.summary import ERRORS_SUMMARIZED, ErrorsSummary
+from comms_bridge.observability import Observability
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -99,3 +101,24 @@ class PowertoolsLedger:
         )
         result: dict[str, Any] = guarded(key={"step": step, "eventKey": event_key})
         return result
+
+
+class PowertoolsTelemetry:
+    """Counts as EMF metrics of the function's namespace and service (``Observability``)."""
+
+    def __init__(self, observability: Observability) -> None:
+        self._obs = observability
+
+    def count(self, name: str, value: int = 1, *, target: str | None = None) -> None:
+        if target is None:
+            self._obs.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            return
+        # A per-target dimension must not leak onto the function's other metrics: its own EMF blob.
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=self._obs.namespace,
+            default_dimensions={"service": self._obs.service},
+        ) as metric:
+            metric.add_dimension(name="target", value=target)

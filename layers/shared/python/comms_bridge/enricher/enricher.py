@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound
 from comms_bridge.enricher.grouping import MAX_GROUPS, ErrorTally
@@ -44,9 +44,6 @@ from comms_bridge.enricher.settings import DEFAULT_MAX_ERRORS, DEFAULT_PAGE_SIZE
 from comms_bridge.enricher.summary import ErrorsSummary
 from comms_bridge.enricher.trigger import TriggerEvent
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger("comms_bridge.enricher.enricher")
 
 
@@ -55,12 +52,6 @@ STEP_PUBLISH: Final = "publish"
 
 OUTCOME_SENT: Final = "sent"
 OUTCOME_FAILED: Final = "failed"
-
-
-# -- settings ---------------------------------------------------------------------------------------------
-
-
-# -- ports ------------------------------------------------------------------------------------------------
 
 
 class EnrichmentIncomplete(Exception):
@@ -274,6 +265,3 @@ def _bind(
     summary: ErrorsSummary,
 ) -> Callable[[], dict[str, Any]]:
     return lambda: deliver(target, summary)
-
-
-# -- real I/O ---------------------------------------------------------------------------------------------

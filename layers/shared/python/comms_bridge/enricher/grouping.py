@@ -106,6 +106,3 @@ def group_errors(
     tally = ErrorTally(max_samples=max_samples)
     tally.extend(errors)
     return tally.groups(limit)
-
-
-# -- wording shared by the Slack and SNS alerts ---------------------------------------------------------

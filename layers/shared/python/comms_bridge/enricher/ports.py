@@ -4,13 +4,10 @@ runtime wires the real adapters (``adapters.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from comms_bridge.comms.models import OperationErrorsPage
 from comms_bridge.enricher.summary import ErrorsSummary
-
-if TYPE_CHECKING:
-    pass
 
 
 class ErrorPagesLike(Protocol):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from pydantic import ConfigDict, Field
 
 from comms_bridge.settings import EnvSettings
-
-if TYPE_CHECKING:
-    pass
-
 
 DEFAULT_MAX_ERRORS: Final = 1000
 

@@ -1,0 +1,222 @@
+"""What an errors-function container keeps between invocations, and how one invocation is wired.
+
+Built once per container by :meth:`EnricherRuntime.from_env`: settings, AWS clients, the two idempotency
+persistence layers, the Comms and Slack HTTP sessions. Whatever depends on the invocation (its deadline)
+is built per invocation.
+
+Exactly-once per triggering ``eventKey`` (contract §4) rests on two kinds of Powertools idempotency record
+in one table: one per trigger around the whole run, so that a duplicate event (or a retry after success)
+gets the stored result, and one per step (``PowertoolsLedger``), so that a retry after a partial failure
+runs only the steps that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import requests
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from comms_bridge.aws.clients import AwsClients
+from comms_bridge.aws.eventbridge import EventPublisher
+from comms_bridge.aws.secrets import SecretsProviderLike, load_credentials
+from comms_bridge.comms.client import CommsClient
+from comms_bridge.enricher.adapters import EventBridgeSummarySink, PowertoolsLedger, SlackAlert, SnsAlert
+from comms_bridge.enricher.alerts.webhook import SecretWebhookUrl, SlackWebhook
+from comms_bridge.enricher.enricher import Enricher
+from comms_bridge.enricher.ports import AlertTarget, ErrorsSource, SummarySink, Telemetry
+from comms_bridge.enricher.settings import EnricherSettings
+from comms_bridge.enricher.trigger import InvalidTriggerEvent, TriggerEvent, parse_trigger
+from comms_bridge.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_sns import SNSClient
+
+logger = logging.getLogger(__name__)
+
+SLACK_MARGIN_SECONDS: Final = 1.0
+"""Slack waits (Retry-After) and timeouts end this long before Lambda would kill the invocation."""
+
+DEFAULT_FUNCTION_NAME: Final = "comms-bridge-errors"
+"""Names the idempotency records when ``AWS_LAMBDA_FUNCTION_NAME`` is unset (local runs)."""
+
+
+class EnricherPorts(Protocol):
+    """Builds the enricher's ports for one invocation, from what the container keeps."""
+
+    def errors_source(self, time_left: Callable[[], float]) -> ErrorsSource: ...
+
+    def summary_sink(self) -> SummarySink: ...
+
+    def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]: ...
+
+
+@dataclass
+class AwsPorts:
+    """The real ports: the Comms API, EventBridge, SNS and the Slack webhook."""
+
+    settings: Settings
+    options: EnricherSettings
+    publisher: EventPublisher
+    sns: SNSClient | None
+    secrets: SecretsProviderLike
+    comms_session: requests.Session = field(default_factory=requests.Session)
+    slack_session: requests.Session = field(default_factory=requests.Session)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: EnricherSettings, aws: AwsClients) -> AwsPorts:
+        return cls(
+            settings=settings,
+            options=options,
+            publisher=EventPublisher(
+                aws.events(), bus_name=settings.event_bus_name, source=settings.event_source
+            ),
+            sns=aws.sns() if settings.alert_topic_arn else None,
+            secrets=SecretsProvider(boto3_client=aws.secretsmanager()),
+        )
+
+    def errors_source(self, time_left: Callable[[], float]) -> ErrorsSource:
+        # Per invocation: the deadline is the invocation's. The secret is cached by the provider.
+        return CommsClient(
+            self.settings.comms_api_base_url,
+            load_credentials(self.settings, self.secrets),
+            session=self.comms_session,
+            deadline=time_left,
+        )
+
+    def summary_sink(self) -> SummarySink:
+        return EventBridgeSummarySink(self.publisher)
+
+    def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]:
+        """SNS then Slack, each only when configured (contract §2: either may be unset)."""
+        targets: list[AlertTarget] = []
+        if self.sns is not None and self.settings.alert_topic_arn:
+            targets.append(SnsAlert(self.sns, self.settings.alert_topic_arn))
+        if self.settings.slack_webhook_secret_arn:
+            webhook = SlackWebhook(
+                SecretWebhookUrl(self.settings.slack_webhook_secret_arn, self.secrets),
+                session=self.slack_session,
+                timeout=self.options.slack_timeout_seconds,
+                time_left=time_left,
+            )
+            targets.append(SlackAlert(webhook))
+        return targets
+
+
+class EnricherRuntime:
+    """One per container. :meth:`parse` checks an invocation's event, :meth:`handle` runs it."""
+
+    def __init__(
+        self,
+        *,
+        ports: EnricherPorts,
+        options: EnricherSettings,
+        event_source: str,
+        telemetry: Telemetry,
+        trigger_store: BasePersistenceLayer,
+        step_store: BasePersistenceLayer,
+        function_name: str,
+    ) -> None:
+        self.ports = ports
+        self.options = options
+        self.event_source = event_source
+        self.telemetry = telemetry
+        self.step_store = step_store
+        ttl = options.idempotency_ttl_seconds
+        # The hook sits on the trigger's config only: a step answered from its record is what a retry
+        # after a partial failure is meant to do, not a duplicate.
+        self.trigger_config = IdempotencyConfig(
+            event_key_jmespath="detail.eventKey", expires_after_seconds=ttl, response_hook=self._replayed
+        )
+        self.step_config = IdempotencyConfig(expires_after_seconds=ttl)
+        # Record ids must not depend on the module's import name: the function name is stable.
+        self.key_prefix = f"{function_name}#errors"
+        self._run_once = idempotent_function(
+            self._run,
+            data_keyword_argument="event",
+            persistence_store=trigger_store,
+            config=self.trigger_config,
+            key_prefix=f"{self.key_prefix}#trigger",
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        telemetry: Telemetry,
+        *,
+        environ: Mapping[str, str] | None = None,
+        aws: AwsClients | None = None,
+    ) -> EnricherRuntime:
+        env = os.environ if environ is None else environ
+        settings = Settings.from_env(env)
+        options = EnricherSettings.from_env(env)
+        aws = aws or AwsClients()
+        dynamodb = aws.dynamodb()
+        table = options.idempotency_table_name
+        return cls(
+            ports=AwsPorts.from_settings(settings, options, aws),
+            options=options,
+            event_source=settings.event_source,
+            telemetry=telemetry,
+            # Two layers: Powertools configures a layer once, with one config (jmespath) for its lifetime.
+            trigger_store=DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb),
+            step_store=DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb),
+            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME,
+        )
+
+    def parse(self, event: object) -> TriggerEvent:
+        try:
+            return parse_trigger(event, expected_source=self.event_source)
+        except InvalidTriggerEvent as exc:
+            # Raised on purpose: no alert, and Lambda sends the event to the on-failure destination.
+            self.telemetry.count("InvalidTriggerEvents")
+            logger.error("trigger event rejected", extra={"reason": str(exc)})
+            raise
+
+    def handle(self, event: dict[str, Any], trigger: TriggerEvent, context: LambdaContext) -> dict[str, Any]:
+        """Run the enricher once per ``detail.eventKey``; a replay returns the stored result."""
+        self.trigger_config.register_lambda_context(context)
+        self.step_config.register_lambda_context(context)
+        result: dict[str, Any] = self._run_once(event=event, trigger=trigger, context=context)
+        return result
+
+    def enricher(self, context: LambdaContext) -> Enricher:
+        def seconds_left() -> float:
+            return context.get_remaining_time_in_millis() / 1000.0
+
+        def reading_time_left() -> float:
+            return seconds_left() - self.options.errors_safety_margin_seconds
+
+        return Enricher(
+            errors=self.ports.errors_source(reading_time_left),
+            sink=self.ports.summary_sink(),
+            targets=self.ports.alert_targets(lambda: seconds_left() - SLACK_MARGIN_SECONDS),
+            ledger=PowertoolsLedger(self.step_store, self.step_config, prefix=self.key_prefix),
+            telemetry=self.telemetry,
+            max_errors=self.options.max_errors,
+            page_size=self.options.errors_page_size,
+            time_left=reading_time_left,
+        )
+
+    def _run(self, event: dict[str, Any], trigger: TriggerEvent, context: LambdaContext) -> dict[str, Any]:
+        # ``event`` is unused here: Powertools hashes it (its detail.eventKey) for the trigger's record.
+        return self.enricher(context).run(trigger)
+
+    def _replayed(self, response: Any, idempotent_data: DataRecord) -> Any:
+        # Powertools calls the hook only when it answers from a completed record instead of running
+        # ``_run``: a duplicate event, or Lambda retrying an invocation that had succeeded.
+        self.telemetry.count("DuplicateTriggers")
+        logger.info("duplicate trigger: returning the stored result, nothing sent again")
+        return response
