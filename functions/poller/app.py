@@ -1,7 +1,7 @@
 """Scheduled poller: finds Email Operations that changed and publishes their events to EventBridge.
 
-Thin on purpose: everything is in the ``comms_bridge`` layer (``poller_run``). Clients are built once per
-container, at the first invocation rather than at import, so importing this module stays cheap.
+Thin on purpose: everything is in the ``comms_bridge.poller`` package of the layer. Clients are built once
+per container, at the first invocation rather than at import, so importing this module stays cheap.
 """
 
 from __future__ import annotations

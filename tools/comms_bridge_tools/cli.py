@@ -26,7 +26,7 @@ from comms_bridge_tools.lambda_runtime import LambdaContext
 
 if TYPE_CHECKING:
     from comms_bridge.poller.runtime import PollerRuntime
-    from comms_bridge.poller.state_store import StateStore
+    from comms_bridge.poller.state_store import DynamoStateStore
 
 DEFAULT_TIME_BUDGET: Final = 60.0
 HELP_WIDTH: Final = 88
@@ -65,13 +65,13 @@ def _runtime() -> PollerRuntime:
     return PollerRuntime.from_env()
 
 
-def _store(runtime: PollerRuntime) -> StateStore:
-    from comms_bridge.poller.state_store import StateStore  # noqa: PLC0415
+def _store(runtime: PollerRuntime) -> DynamoStateStore:
+    from comms_bridge.poller.state_store import DynamoStateStore  # noqa: PLC0415
 
-    return StateStore(
+    return DynamoStateStore(
         runtime.dynamodb,
-        table_name=runtime.settings.require_state_table(),
-        account_sid=runtime.config.account_sid,
+        table_name=runtime.config.require_state_table(),
+        account_sid=runtime.account_sid,
     )
 
 
@@ -97,7 +97,7 @@ def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _print_json(out, {"dryRun": args.dry_run, "summary": summary, "events": events})
     else:
-        _render_poll(out, summary, events, dry_run=args.dry_run, bus=runtime.settings.event_bus_name)
+        _render_poll(out, summary, events, dry_run=args.dry_run, bus=runtime.config.event_bus_name)
     return 0 if summary.get("status") in ("complete", "contended") else 1
 
 

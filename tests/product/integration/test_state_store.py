@@ -1,4 +1,4 @@
-"""StateStore and Lease against DynamoDB in moto (through the fault proxy for throttling)."""
+"""DynamoStateStore and DynamoLease against DynamoDB in moto (through the fault proxy for throttling)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import CHECKPOINT_DOC_MAX_BYTES, BucketState, Checkpoint
 from comms_bridge.poller.discovery import RECENT_MAX_ENTRIES, RecentVersions, recent_key, window_buckets
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
-from comms_bridge.poller.lease import Lease
-from comms_bridge.poller.state_store import StateStore, state_expires_at
+from comms_bridge.poller.lease import DynamoLease
+from comms_bridge.poller.state_store import DynamoStateStore, state_expires_at
 from comms_bridge_tools.local_stack import LocalStack
 from tests.support.aws_fault_proxy import AwsFault, AwsFaultProxy
 
@@ -66,9 +66,9 @@ def tracked(n: int, status: OperationStatus = OperationStatus.PROCESSING, sent: 
     )
 
 
-def store(dynamodb, table: str, max_attempts: int = 6) -> StateStore:
+def store(dynamodb, table: str, max_attempts: int = 6) -> DynamoStateStore:
     retry = Backoff(max_attempts=max_attempts, sleep=lambda s: None)
-    return StateStore(dynamodb, table_name=table, account_sid=ACCOUNT, retry=retry)
+    return DynamoStateStore(dynamodb, table_name=table, account_sid=ACCOUNT, retry=retry)
 
 
 def test_states_round_trip_with_ttl_and_active_index(dynamodb, table) -> None:
@@ -127,8 +127,8 @@ def test_persistent_failure_is_an_error_not_a_silent_loss(dynamodb, table, proxy
 
 
 def test_lease_is_exclusive_lapses_and_guards_the_checkpoint(dynamodb, table) -> None:
-    first = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
-    second = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    first = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    second = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
     assert first.acquire(NOW, 60)
     assert not second.acquire(NOW, 60)
     s = store(dynamodb, table)
@@ -145,11 +145,11 @@ def test_lease_is_exclusive_lapses_and_guards_the_checkpoint(dynamodb, table) ->
         s.save_checkpoint(Checkpoint(), lease_owner=first.owner)
     assert s.load_checkpoint() == checkpoint
     first.release()  # not ours anymore: left alone
-    assert not Lease(dynamodb, table_name=table, account_sid=ACCOUNT, owner=uuid.uuid4().hex).acquire(
+    assert not DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT, owner=uuid.uuid4().hex).acquire(
         later, 60
     )
     second.release()
-    assert Lease(dynamodb, table_name=table, account_sid=ACCOUNT).acquire(later, 60)
+    assert DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT).acquire(later, 60)
 
 
 def _full_buckets() -> dict[str, BucketState]:
@@ -168,7 +168,7 @@ def _versions(count: int) -> RecentVersions:
 
 def test_checkpoint_after_a_burst_stays_under_the_item_limit(dynamodb, table) -> None:
     # A burst: 12,000 versions processed within the lookback (5,000 completions, stats changes, ...).
-    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    lease = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
     assert lease.acquire(NOW, 60)
     s = store(dynamodb, table)
     checkpoint = Checkpoint(
@@ -190,7 +190,7 @@ def test_checkpoint_after_a_burst_stays_under_the_item_limit(dynamodb, table) ->
 
 
 def test_an_oversized_checkpoint_is_trimmed_not_refused(dynamodb, table) -> None:
-    lease = Lease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    lease = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
     assert lease.acquire(NOW, 60)
     s = store(dynamodb, table)
     # More than the cap (the guard is the last line of defence): ~480 KB of recent versions.

@@ -8,26 +8,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from comms_bridge.comms.models import format_timestamp
+from comms_bridge.poller.checkpoint import BucketState, Checkpoint, next_checkpoint
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.poller.discovery import (
     RECENT_KEY_CHARS,
     RECENT_MAX_ENTRIES,
     BucketView,
     Cadence,
+    RecentListing,
     RecentVersions,
     bucket_id,
     bucket_start,
     due_buckets,
+    eligible_buckets,
     extend_recent,
     is_candidate,
     parse_duration,
+    plan_due,
     plan_ranges,
+    plan_recent,
     recent_key,
     recent_start,
     trim_stored_recent,
     window_buckets,
 )
-from comms_bridge.settings import Settings, SettingsError
+from comms_bridge.settings import SettingsError
 
 NOW = datetime(2026, 11, 27, 13, 20, 5, tzinfo=UTC)
 CADENCE = Cadence.parse("1h:0,24h:15m,7d:1h")
@@ -60,14 +66,42 @@ def test_cadence_rejects_bad_configs(text: str) -> None:
 
 
 def test_config_from_env_validates() -> None:
-    settings_ = Settings()
-    config = PollerConfig.from_env(settings_, "AC1", {"FOLLOW_UP_CADENCE": "2h=every,1d=10m,7d=2h"})
+    config = PollerConfig.from_env({"FOLLOW_UP_CADENCE": "2h=every,1d=10m,7d=2h"})
     assert config.cadence.recent_window == timedelta(hours=2)
     assert config.lookback == timedelta(seconds=300)
     with pytest.raises(SettingsError, match="PAGE_SIZE"):
-        PollerConfig.from_env(settings_, "AC1", {"PAGE_SIZE": "5000"})
+        PollerConfig.from_env({"PAGE_SIZE": "5000"})
     with pytest.raises(SettingsError, match="FOLLOW_UP_CADENCE"):
-        PollerConfig.from_env(settings_, "AC1", {"FOLLOW_UP_CADENCE": "nonsense"})
+        PollerConfig.from_env({"FOLLOW_UP_CADENCE": "nonsense"})
+
+
+def test_an_invalid_variable_is_named_once_without_pydantic_wording() -> None:
+    with pytest.raises(SettingsError) as caught:
+        PollerConfig.from_env({"FOLLOW_UP_CADENCE": "30m:0,24h:15m"})
+    assert str(caught.value) == (
+        "invalid environment: FOLLOW_UP_CADENCE: must start with an every-run band of at least 1h (e.g. 1h:0)"
+    )
+    with pytest.raises(SettingsError) as caught:
+        PollerConfig.from_env(
+            {"PAGE_SIZE": "0", "COMMS_API_BASE_URL": "http://example.com", "LEASE_SECONDS": "x"}
+        )
+    message = str(caught.value)
+    assert message.startswith("invalid environment: COMMS_API_BASE_URL: must be an https:// URL")
+    assert "PAGE_SIZE: Input should be greater than or equal to 1" in message
+    assert all(message.count(name) == 1 for name in ("COMMS_API_BASE_URL", "PAGE_SIZE", "LEASE_SECONDS"))
+    assert "Value error" not in message
+
+
+def test_config_defaults_are_the_documented_ones() -> None:
+    config = PollerConfig.from_env({})
+    assert (config.lookback, config.page_size, config.lease_seconds) == (timedelta(seconds=300), 1000, 900)
+    assert (config.safety_margin_seconds, config.max_buckets_per_run, config.flush_operations) == (
+        10.0,
+        48,
+        500,
+    )
+    assert config.read_timeout_seconds == 10.0 and config.cadence == Cadence.parse("1h:0,24h:15m,7d:1h")
+    assert (config.stall_after_seconds, config.bootstrap_mode.value) == (1800, "baseline")
 
 
 def test_buckets_are_absolute_hours() -> None:
@@ -249,3 +283,159 @@ def test_every_bucket_is_listed_within_its_cadence(ages: list[int], elapsed: int
         interval = CADENCE.interval(NOW - (start + timedelta(hours=1)))
         assert view.refreshed is not None
         assert (bucket in due) == (NOW - view.refreshed >= interval)
+
+
+# -- a run's plan: recent listing, due buckets, what may ride along --------------------------------------
+
+
+def _listed_views(minutes_ago: int) -> dict[str, BucketView]:
+    return {b: BucketView(NOW - timedelta(minutes=minutes_ago), None) for b in window_buckets(NOW)}
+
+
+def test_plan_recent_does_not_extend_during_a_bootstrap() -> None:
+    counts: dict[str, int | None] = {}
+    seen = NOW - timedelta(minutes=1)
+    plan = plan_recent(
+        NOW, CADENCE, {}, counts, seen_through=seen, bootstrapped=False, page_size=1000, max_buckets=48
+    )
+    assert plan == RecentListing(recent_start(NOW, CADENCE), seen)
+
+
+def test_plan_recent_extends_over_due_buckets_and_takes_their_oldest_listing_as_watermark() -> None:
+    views = _listed_views(1)
+    views["2026-11-27T11"] = BucketView(NOW - timedelta(minutes=20), None)  # due (15 minutes)
+    counts: dict[str, int | None] = dict.fromkeys(window_buckets(NOW), 900)
+    seen = NOW - timedelta(minutes=1)
+    plan = plan_recent(
+        NOW, CADENCE, views, counts, seen_through=seen, bootstrapped=True, page_size=1000, max_buckets=48
+    )
+    assert plan.start == bucket_start("2026-11-27T11")
+    assert plan.seen_through == NOW - timedelta(minutes=20)
+    # Without a watermark of its own, the recent listing takes the oldest listing of what it covers.
+    plan = plan_recent(
+        NOW, CADENCE, views, counts, seen_through=None, bootstrapped=True, page_size=1000, max_buckets=48
+    )
+    assert plan.seen_through == NOW - timedelta(minutes=20)
+    # Nothing due, nothing free: the recent listing stays the cadence's first band.
+    plan = plan_recent(
+        NOW,
+        CADENCE,
+        _listed_views(1),
+        counts,
+        seen_through=seen,
+        bootstrapped=True,
+        page_size=1000,
+        max_buckets=48,
+    )
+    assert plan == RecentListing(recent_start(NOW, CADENCE), seen)
+
+
+def test_plan_due_keeps_only_buckets_older_than_the_recent_listing() -> None:
+    views = _listed_views(20)  # every bucket of 1-24 hours is due (15 minutes)
+    recent_from = bucket_start("2026-11-27T10")  # the recent listing was extended over 10:00 and 11:00
+    due = plan_due(NOW, CADENCE, views, recent_from=recent_from, bootstrapped=True, max_buckets=1000)
+    assert due and all(bucket_start(b) < recent_from for b in due)
+    assert "2026-11-27T11" not in due and "2026-11-27T09" in due
+
+
+def test_plan_due_lists_every_bucket_once_during_a_bootstrap_whatever_the_limit() -> None:
+    due = plan_due(
+        NOW, CADENCE, {}, recent_from=recent_start(NOW, CADENCE), bootstrapped=False, max_buckets=1
+    )
+    assert len(due) == 7 * 24 - 1
+
+
+def test_plan_due_puts_buckets_of_two_or_more_departures_first() -> None:
+    views = _listed_views(1)  # nothing due on the cadence
+    recent_from = recent_start(NOW, CADENCE)
+    created = {
+        "a": "2026-11-25T08:10:00Z",
+        "b": "2026-11-25T08:50:00Z",  # two in 08:00: listing it is cheaper than two fetches
+        "c": "2026-11-26T03:00:00Z",  # alone: fetched
+        "d": "2026-11-27T12:30:00Z",  # covered by the recent listing
+        "e": "2026-11-27T12:40:00Z",
+        "f": "2026-11-20T01:00:00Z",  # left the window
+        "g": "2026-11-20T01:10:00Z",
+        "h": "2026-11-26T05:00:00Z",
+        "i": "2026-11-26T05:01:00Z",
+    }
+    due = plan_due(
+        NOW,
+        CADENCE,
+        views,
+        recent_from=recent_from,
+        bootstrapped=True,
+        max_buckets=48,
+        departed=created.items(),
+    )
+    # Inserted at the front one by one, in bucket order: the later bucket ends up first.
+    assert due == ["2026-11-26T05", "2026-11-25T08"]
+    overdue = dict(views, **{"2026-11-26T05": BucketView(NOW - timedelta(minutes=90), None)})
+    due = plan_due(
+        NOW,
+        CADENCE,
+        overdue,
+        recent_from=recent_from,
+        bootstrapped=True,
+        max_buckets=48,
+        departed=created.items(),
+    )
+    assert due == ["2026-11-25T08", "2026-11-26T05"], "a due bucket keeps its place"
+
+
+def test_eligible_buckets_are_the_window_before_the_recent_listing() -> None:
+    recent_from = recent_start(NOW, CADENCE)
+    eligible = eligible_buckets(NOW, recent_from)
+    assert eligible[0] == window_buckets(NOW)[0] and eligible[-1] == "2026-11-27T11"
+    assert len(eligible) == len(window_buckets(NOW)) - 2
+
+
+def test_next_checkpoint_records_completions_trims_to_the_window_and_bootstraps() -> None:
+    listed = BucketState().listed(NOW - timedelta(minutes=5), 3)
+    buckets = {b: listed for b in window_buckets(NOW)} | {"2026-11-19T00": listed}
+    completion = NOW - timedelta(minutes=2)
+    recent = RecentVersions()
+    recent.add(recent_key("op", "t", "f"), NOW - timedelta(minutes=1))
+    recent.add(recent_key("old", "t", "f"), NOW - timedelta(hours=1))
+    seen = NOW - timedelta(minutes=3)
+    checkpoint = next_checkpoint(
+        Checkpoint(),
+        buckets,
+        completions={"2026-11-27T09": completion, "2026-11-18T00": completion},
+        recent=recent,
+        seen_through=seen,
+        run_start=NOW,
+        now=NOW,
+        lookback=timedelta(minutes=5),
+    )
+    assert checkpoint.bootstrapped, "every bucket of the window was listed"
+    assert set(checkpoint.buckets) == set(window_buckets(NOW)), "buckets past retention are dropped"
+    assert checkpoint.buckets["2026-11-27T09"].completed == format_timestamp(completion)
+    assert checkpoint.seen_through == format_timestamp(seen) and checkpoint.last_run_at == format_timestamp(
+        NOW
+    )
+    assert len(RecentVersions.from_stored(checkpoint.recent)) == 1, "only what the lookback can reach"
+    # An earlier completion never replaces a later one; a bucket never listed is not bootstrapped.
+    later = next_checkpoint(
+        checkpoint,
+        {"2026-11-27T09": checkpoint.buckets["2026-11-27T09"]},
+        completions={"2026-11-27T09": completion - timedelta(hours=1)},
+        recent=RecentVersions(),
+        seen_through=None,
+        run_start=NOW,
+        now=NOW,
+        lookback=timedelta(0),
+    )
+    assert later.buckets["2026-11-27T09"].completed == format_timestamp(completion)
+    assert later.bootstrapped, "once bootstrapped, always"
+    fresh = next_checkpoint(
+        Checkpoint(),
+        {},
+        completions={},
+        recent=RecentVersions(),
+        seen_through=None,
+        run_start=NOW,
+        now=NOW,
+        lookback=timedelta(0),
+    )
+    assert not fresh.bootstrapped and fresh.seen_through is None

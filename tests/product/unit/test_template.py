@@ -294,7 +294,7 @@ def test_poller_environment_matches_the_contract(deployed: tuple[dict[str, Any],
     settings = Settings.from_env(environ)
     assert settings.stall_after_seconds == 1800
     # The poller reads the tuning values the template passes without complaint.
-    config = PollerConfig.from_env(settings, "AC00000000000000000000000000000000", environ)
+    config = PollerConfig.from_env(environ)
     assert config.safety_margin_seconds == 10
     assert config.lease_seconds == 90
 

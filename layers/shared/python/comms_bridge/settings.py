@@ -65,10 +65,22 @@ class EnvSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-            )
-            raise SettingsError(f"invalid environment: {problems}") from None
+            raise SettingsError(f"invalid environment: {describe_invalid_env(exc)}") from None
+
+
+def describe_invalid_env(exc: ValidationError) -> str:
+    """``NAME: problem; OTHER: problem``, each variable named once. Validators often name the variable in
+    their own message (they also raise outside pydantic), and pydantic prefixes a ValueError's message
+    with ``Value error, ``: both are dropped so the operator reads the variable once and then the fix."""
+    problems: dict[str, list[str]] = {}
+    for err in exc.errors():
+        name = str(err["loc"][0]).upper() if err["loc"] else "environment"
+        message = err["msg"].removeprefix("Value error, ")
+        if message.startswith(name) and message[len(name) : len(name) + 1] in (" ", ":"):
+            message = message[len(name) :].lstrip(": ")
+        if message not in problems.setdefault(name, []):
+            problems[name].append(message)
+    return "; ".join(f"{name}: {', '.join(messages)}" for name, messages in problems.items())
 
 
 class Settings(EnvSettings):

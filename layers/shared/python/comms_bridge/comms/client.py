@@ -14,12 +14,13 @@ Behaviour on failure (see README.md, "The Comms API client"):
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
@@ -201,11 +202,20 @@ class ErrorPages(Iterator[OperationErrorsPage]):
         return page
 
 
+@dataclass
+class _Tally:
+    """What a client and its deadline views (:meth:`CommsClient.with_deadline`) count and learn together."""
+
+    server_time: datetime | None = None
+    request_count: int = 0
+    request_counts: dict[str, int] = field(default_factory=dict)
+
+
 class CommsClient:
     """The Email Operations endpoints over one ``requests.Session`` with HTTP Basic auth.
 
     ``deadline`` returns the seconds the caller has left (in Lambda: the remaining time minus a safety
-    margin); it is a public attribute so that a client kept across invocations can get each invocation's.
+    margin); a client kept across invocations gives each one a view with its own (:meth:`with_deadline`).
     ``server_time`` is the ``Date`` of the latest response: the API's clock (contract §3).
     """
 
@@ -243,12 +253,31 @@ class CommsClient:
         self.deadline = deadline
         self._rng = rng
         self._clock = clock if clock is not None else _utc_now
-        self.server_time: datetime | None = None
-        self.request_count = 0
-        self.request_counts: dict[str, int] = {}
+        self._tally = _Tally()
 
     def __repr__(self) -> str:
         return f"CommsClient(base_url={self.base_url!r}, account_sid={self.account_sid!r})"
+
+    @property
+    def server_time(self) -> datetime | None:
+        return self._tally.server_time
+
+    @property
+    def request_count(self) -> int:
+        return self._tally.request_count
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        return self._tally.request_counts
+
+    def with_deadline(self, deadline: Callable[[], float] | None) -> CommsClient:
+        """This client with another ``deadline``: same session, credentials, counters and API clock, so a
+        client kept across invocations serves each one with that invocation's time left. Closing the view
+        leaves the session open (it belongs to this client)."""
+        view = copy.copy(self)
+        view.deadline = deadline
+        view._owns_session = False
+        return view
 
     def now(self) -> datetime:
         """The API's clock as of its latest response; the local clock before any response."""
@@ -399,8 +428,8 @@ class CommsClient:
         throttled = 0
         transport_failures = 0
         while True:
-            self.request_count += 1
-            self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
+            self._tally.request_count += 1
+            self._tally.request_counts[endpoint] = self._tally.request_counts.get(endpoint, 0) + 1
             started = time.monotonic()
             try:
                 response = self._session.get(
@@ -538,7 +567,7 @@ class CommsClient:
     def _record_server_time(self, response: requests.Response) -> None:
         server_time = parse_http_date(response.headers.get("Date"))
         if server_time is not None:
-            self.server_time = server_time
+            self._tally.server_time = server_time
 
     def _redact_detail(self, detail: ApiErrorDetail) -> ApiErrorDetail:
         if detail.message is None:

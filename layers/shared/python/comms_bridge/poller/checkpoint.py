@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from comms_bridge.poller.discovery import trim_stored_recent
+from comms_bridge.comms.models import format_timestamp, parse_timestamp
+from comms_bridge.poller.discovery import BucketView, RecentVersions, trim_stored_recent, window_buckets
 from comms_bridge.poller.exceptions import StateStoreError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,13 @@ class BucketState(BaseModel):
     refreshed: str | None = Field(default=None, alias="r")
     completed: str | None = Field(default=None, alias="c")
     count: int | None = Field(default=None, alias="n")
+
+    def listed(self, at: datetime, count: int) -> BucketState:
+        """This bucket after a complete listing that started at ``at`` (API clock) and held ``count``."""
+        return self.model_copy(update={"refreshed": format_timestamp(at), "count": count})
+
+    def view(self) -> BucketView:
+        return BucketView(_parse(self.refreshed), _parse(self.completed))
 
 
 class Checkpoint(BaseModel):
@@ -73,3 +82,50 @@ def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
     if not doc:
         return None
     return Checkpoint.model_validate_json(doc["S"])
+
+
+def bucket_views(buckets: Mapping[str, BucketState]) -> dict[str, BucketView]:
+    return {bucket: state.view() for bucket, state in buckets.items()}
+
+
+def bucket_counts(buckets: Mapping[str, BucketState]) -> dict[str, int | None]:
+    return {bucket: state.count for bucket, state in buckets.items()}
+
+
+def next_checkpoint(
+    previous: Checkpoint,
+    buckets: Mapping[str, BucketState],
+    *,
+    completions: Mapping[str, datetime],
+    recent: RecentVersions,
+    seen_through: datetime | None,
+    run_start: datetime,
+    now: datetime,
+    lookback: timedelta,
+) -> Checkpoint:
+    """What a run leaves for the next one: ``buckets`` with the completions it saw (latest wins), cut to
+    the retention window at ``now``; bootstrapped once every bucket of the window was listed; the recent
+    versions a lookback from ``seen_through`` can still reach."""
+    window = set(window_buckets(now))
+    merged = dict(buckets)
+    for bucket, moment in completions.items():
+        if bucket in merged or bucket in window:
+            old = merged.get(bucket, BucketState())
+            if old.completed is None or parse_timestamp(old.completed) < moment:
+                merged[bucket] = old.model_copy(update={"completed": format_timestamp(moment)})
+    kept = {b: s for b, s in sorted(merged.items()) if b in window}
+    bootstrapped = previous.bootstrapped or all(
+        kept.get(b, BucketState()).refreshed is not None for b in window
+    )
+    keep_after = (seen_through or run_start) - lookback
+    return Checkpoint(
+        bootstrapped=bootstrapped,
+        seen_through=format_timestamp(seen_through) if seen_through else None,
+        last_run_at=format_timestamp(run_start),
+        buckets=kept,
+        recent=recent.to_stored(keep_after=keep_after),
+    )
+
+
+def _parse(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None

@@ -1,86 +1,50 @@
-"""The poller's tuning knobs, read from the environment once per container (see README.md, "The poller")."""
+"""The poller function's environment (contract §2 and the tuning variables in template.yaml), validated
+once per container."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final
+from functools import cached_property
+
+from pydantic import ConfigDict, Field, field_validator
 
 from comms_bridge.poller.discovery import DEFAULT_CADENCE, Cadence
-from comms_bridge.settings import BootstrapMode, Settings, SettingsError
-
-DEFAULTS: Final[Mapping[str, str]] = {
-    "LOOKBACK_SECONDS": "300",
-    "FOLLOW_UP_CADENCE": DEFAULT_CADENCE,
-    "PAGE_SIZE": "1000",
-    "LEASE_SECONDS": "900",
-    "POLLER_SAFETY_MARGIN_SECONDS": "10",
-    "MAX_BUCKETS_PER_RUN": "48",
-    "FLUSH_OPERATIONS": "500",
-    "COMMS_READ_TIMEOUT_SECONDS": "10",
-}
+from comms_bridge.settings import Settings
 
 
-@dataclass(frozen=True)
-class PollerConfig:
-    account_sid: str
-    stall_after_seconds: int = 1800
-    bootstrap_mode: BootstrapMode = BootstrapMode.BASELINE
-    lookback: timedelta = timedelta(seconds=300)
-    cadence: Cadence = field(default_factory=lambda: Cadence.parse(DEFAULT_CADENCE))
-    page_size: int = 1000
-    lease_seconds: int = 900
-    safety_margin_seconds: float = 10.0
-    max_buckets_per_run: int = 48
-    flush_operations: int = 500
-    read_timeout_seconds: float = 10.0
+class PollerConfig(Settings):
+    """What the poller reads: the shared :class:`Settings` plus its tuning knobs. Field names are the
+    variables' (lower-cased); the properties below give the values in the types the run works with."""
 
+    model_config = ConfigDict(frozen=True)
+
+    lookback_seconds: int = Field(default=300, ge=0, le=86_400)
+    follow_up_cadence: str = DEFAULT_CADENCE
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    lease_seconds: int = Field(default=900, ge=30, le=3600)
+    poller_safety_margin_seconds: float = Field(default=10.0, ge=0)
+    max_buckets_per_run: int = Field(default=48, ge=1)
+    flush_operations: int = Field(default=500, ge=10, le=10_000)
+    comms_read_timeout_seconds: float = Field(default=10.0, ge=0.1)
+
+    @field_validator("follow_up_cadence")
     @classmethod
-    def from_env(
-        cls, settings: Settings, account_sid: str, environ: Mapping[str, str] | None = None
-    ) -> PollerConfig:
-        env = os.environ if environ is None else environ
+    def _parsable_cadence(cls, value: str) -> str:
+        Cadence.parse(value)  # its ValueError names the problem; pydantic adds the variable
+        return value
 
-        def value(name: str) -> str:
-            raw = env.get(name)
-            return raw if raw else DEFAULTS[name]
+    @cached_property
+    def cadence(self) -> Cadence:
+        return Cadence.parse(self.follow_up_cadence)
 
-        def integer(name: str, minimum: int, maximum: int | None = None) -> int:
-            try:
-                number = int(value(name))
-            except ValueError:
-                raise SettingsError(f"{name} must be an integer") from None
-            if number < minimum or (maximum is not None and number > maximum):
-                bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-                raise SettingsError(f"{name} must be {bound}")
-            return number
+    @property
+    def lookback(self) -> timedelta:
+        return timedelta(seconds=self.lookback_seconds)
 
-        def number(name: str, minimum: float) -> float:
-            try:
-                parsed = float(value(name))
-            except ValueError:
-                raise SettingsError(f"{name} must be a number") from None
-            if not parsed >= minimum:
-                raise SettingsError(f"{name} must be >= {minimum}")
-            return parsed
+    @property
+    def safety_margin_seconds(self) -> float:
+        return self.poller_safety_margin_seconds
 
-        try:
-            cadence = Cadence.parse(value("FOLLOW_UP_CADENCE"))
-        except ValueError as exc:
-            raise SettingsError(f"FOLLOW_UP_CADENCE: {exc}") from None
-        margin = number("POLLER_SAFETY_MARGIN_SECONDS", 0.0)
-        return cls(
-            account_sid=account_sid,
-            stall_after_seconds=settings.stall_after_seconds,
-            bootstrap_mode=settings.bootstrap_mode,
-            lookback=timedelta(seconds=integer("LOOKBACK_SECONDS", 0, 86_400)),
-            cadence=cadence,
-            page_size=integer("PAGE_SIZE", 1, 1000),
-            lease_seconds=integer("LEASE_SECONDS", 30, 3600),
-            safety_margin_seconds=max(margin, 0.0),
-            max_buckets_per_run=integer("MAX_BUCKETS_PER_RUN", 1),
-            flush_operations=integer("FLUSH_OPERATIONS", 10, 10_000),
-            read_timeout_seconds=number("COMMS_READ_TIMEOUT_SECONDS", 0.1),
-        )
+    @property
+    def read_timeout_seconds(self) -> float:
+        return self.comms_read_timeout_seconds

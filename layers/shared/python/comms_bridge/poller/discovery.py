@@ -337,3 +337,76 @@ def extend_recent(
         taken.append(bucket)
         total += counts.get(bucket) or 0
     return taken
+
+
+@dataclass(frozen=True)
+class RecentListing:
+    """The recent listing of one run: ``startDate`` and the watermark its candidates are judged by (the
+    oldest previous complete listing of everything it covers)."""
+
+    start: datetime
+    seen_through: datetime | None
+
+
+def plan_recent(
+    now: datetime,
+    cadence: Cadence,
+    views: Mapping[str, BucketView],
+    counts: Mapping[str, int | None],
+    *,
+    seen_through: datetime | None,
+    bootstrapped: bool,
+    page_size: int,
+    max_buckets: int,
+) -> RecentListing:
+    """The recent window, reaching further back over the adjacent buckets :func:`extend_recent` takes. A
+    bootstrap does not extend it: the bucket listings cover everything older once anyway."""
+    start = recent_start(now, cadence)
+    if not bootstrapped:
+        return RecentListing(start, seen_through)
+    due = due_buckets(now, cadence, views, limit=max_buckets)
+    extra = extend_recent(start, due, views, counts, page_size=page_size, window=window_buckets(now))
+    if not extra:
+        return RecentListing(start, seen_through)
+    # The taken buckets were listed before (extend_recent takes no never-listed one): their oldest
+    # listing bounds what this listing may already have seen.
+    oldest = min(refreshed for b in extra if (refreshed := views[b].refreshed) is not None)
+    return RecentListing(
+        bucket_start(extra[-1]), oldest if seen_through is None else min(seen_through, oldest)
+    )
+
+
+BOOTSTRAP_DUE_LIMIT: Final = 10_000
+"""More than retention holds (169 buckets): a bootstrap lists every bucket once; only the time budget
+spreads it over runs."""
+
+
+def plan_due(
+    now: datetime,
+    cadence: Cadence,
+    views: Mapping[str, BucketView],
+    *,
+    recent_from: datetime,
+    bootstrapped: bool,
+    max_buckets: int,
+    departed: Iterable[tuple[str, str]] = (),
+) -> list[str]:
+    """The hour buckets to list after the recent listing, most overdue first: the due ones it did not
+    cover, and ahead of them the buckets holding two or more departed operations (``departed``: (id,
+    createdAt) of tracked operations no longer listed as active), which one listing finds cheaper than a
+    fetch each."""
+    if bootstrapped:
+        due = due_buckets(now, cadence, views, limit=max_buckets)
+        due = [b for b in due if bucket_start(b) < recent_from]
+    else:
+        due = due_buckets(now, cadence, views, limit=BOOTSTRAP_DUE_LIMIT)
+    window = set(window_buckets(now))
+    for bucket, ids in sorted(group_by_bucket(departed).items()):
+        if bucket in window and bucket not in due and bucket_start(bucket) < recent_from and len(ids) > 1:
+            due.insert(0, bucket)
+    return due
+
+
+def eligible_buckets(now: datetime, recent_from: datetime) -> list[str]:
+    """Buckets of the window a bucket listing may take along: those the recent listing does not cover."""
+    return [b for b in window_buckets(now) if bucket_start(b) < recent_from]

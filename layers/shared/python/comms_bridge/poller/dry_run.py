@@ -1,12 +1,14 @@
 """A poller run that reads everything and writes nothing: ``comms-bridge poll --dry-run``.
 
-The run itself is the real one (``poller_run.PollerRun``); only its three writers are swapped: the
-publisher records the events instead of putting them, the state store reads the table but never writes
-it, and the lease is held without being written (a dry run must not block a real one).
+The run itself is the real one (:class:`comms_bridge.poller.run.PollerRun`); only the three writing
+ports get other adapters: the event sink records the events instead of putting them, the state store
+reads the table but never writes it, and the lease is held without being written (a dry run must not
+block a real one).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
@@ -14,9 +16,9 @@ from typing import TYPE_CHECKING, cast
 from comms_bridge.aws.eventbridge import EventPublisher, OutgoingEvent, PublishResult
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint
-from comms_bridge.poller.lease import Lease
-from comms_bridge.poller.run import LambdaContextLike, run
-from comms_bridge.poller.state_store import StateStore
+from comms_bridge.poller.ports import LambdaContextLike, StateStore
+from comms_bridge.poller.run import run
+from comms_bridge.poller.state_store import DynamoStateStore
 from comms_bridge.poller.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -38,29 +40,33 @@ class RecordingPublisher(EventPublisher):
         return PublishResult(accepted=list(events), failed=[])
 
 
-class ReadOnlyStateStore(StateStore):
-    """Reads the state table; every write is counted in ``skipped_writes`` and not made."""
-
-    skipped_writes: int = 0
+class ReadOnlyStateStore(DynamoStateStore):
+    """Reads the state table; every write is left out."""
 
     def write_states(
         self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
     ) -> None:
-        self.skipped_writes += len(states)
+        return None
 
     def forget(self, operation_ids: Sequence[str]) -> None:
-        self.skipped_writes += len(operation_ids)
+        return None
 
     def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
-        self.skipped_writes += 1
+        return None
 
 
-class UnwrittenLease(Lease):
-    """Always acquired, never written: a dry run neither waits for nor blocks a real run."""
+class UnwrittenLease:
+    """Always acquired, never written: a dry run neither waits for nor blocks a real run. The checkpoint
+    comes from ``store`` (the real lease reads it in the same call that takes the lease)."""
 
-    def acquire(self, now: datetime, seconds: float) -> bool:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self.owner = uuid.uuid4().hex
+        self.held = False
+
+    def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
         self.held = True
-        return True
+        return self._store.load_checkpoint() or Checkpoint()
 
     def release(self) -> None:
         self.held = False
@@ -71,17 +77,17 @@ def dry_run(
 ) -> tuple[RunSummary, list[OutgoingEvent]]:
     """One poller run with ``runtime``'s clients and configuration that writes nothing; returns its summary
     and the events the real run would have published, in order."""
-    table = runtime.settings.require_state_table()
-    account = runtime.config.account_sid
-    publisher = RecordingPublisher(
-        bus_name=runtime.settings.event_bus_name, source=runtime.settings.event_source
+    config = runtime.config
+    store = ReadOnlyStateStore(
+        runtime.dynamodb, table_name=config.require_state_table(), account_sid=runtime.account_sid
     )
+    publisher = RecordingPublisher(bus_name=config.event_bus_name, source=config.event_source)
     summary = run(
-        client=runtime.comms,
-        store=ReadOnlyStateStore(runtime.dynamodb, table_name=table, account_sid=account),
-        lease=UnwrittenLease(runtime.dynamodb, table_name=table, account_sid=account),
-        publisher=publisher,
-        config=runtime.config,
+        source=runtime.comms,
+        store=store,
+        lease=UnwrittenLease(store),
+        sink=publisher,
+        config=config,
         context=context,
     )
     return summary, publisher.recorded

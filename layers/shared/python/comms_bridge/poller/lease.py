@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from comms_bridge.aws.errors import is_condition_failed
+from comms_bridge.poller.checkpoint import Checkpoint, checkpoint_from_item
 from comms_bridge.poller.state_store import checkpoint_key
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 
-class Lease:
+class DynamoLease:
     """The lease lives on the account's checkpoint item (``owner`` + ``leaseUntil``), so the checkpoint
     write can be conditional on still holding it without a transaction, and taking the lease returns
     the checkpoint in the same call."""
@@ -34,14 +35,14 @@ class Lease:
         self.account_sid = account_sid
         self.owner = owner or uuid.uuid4().hex
         self.held = False
-        self.item: dict[str, Any] = {}
 
     @property
     def key(self) -> dict[str, AttributeValueTypeDef]:
         return checkpoint_key(self.account_sid)
 
-    def acquire(self, now: datetime, seconds: float) -> bool:
-        """Take the lease until ``now + seconds`` unless another owner holds an unexpired one."""
+    def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
+        """Take the lease until ``now + seconds`` unless another owner holds an unexpired one (then None);
+        return the checkpoint the item holds (an empty one before the first run)."""
         now_epoch = int(now.timestamp())
         until = now_epoch + max(int(seconds), 1)
         try:
@@ -60,11 +61,10 @@ class Lease:
             )
         except ClientError as exc:
             if is_condition_failed(exc):
-                return False
+                return None
             raise
-        self.item = dict(response.get("Attributes", {}))
         self.held = True
-        return True
+        return checkpoint_from_item(response.get("Attributes", {})) or Checkpoint()
 
     def release(self) -> None:
         """Give the lease up if it is still ours; a lease taken over meanwhile is left alone."""

@@ -1,147 +1,127 @@
 """One poller run: list, pick candidates, decide, publish, store, advance the checkpoint.
 
+The phases, in order (:meth:`PollerRun._run`): open the active listing (its first response is the API
+clock), take the lease (it returns the checkpoint), list the active and the recent sets, find the
+departures, list the due hour buckets, fetch the departures no listing showed, save the checkpoint.
+
 Order of guarantees (contract §4):
 
-* an operation's new state is written only after every event of its decision was accepted;
+* an operation's new state is written only after every event of its decision was accepted
+  (:mod:`comms_bridge.poller.apply`);
 * a listing's watermark (``seenThrough`` for the active and recent lists, ``refreshed`` for an hour
   bucket) is written only after every candidate it produced was published and stored, otherwise the next
   run lists it again (republishes then carry the same ``eventKey``);
 * the checkpoint is written by one UpdateItem conditional on this run still holding the lease.
-
-Memory stays bounded by a page plus the candidates (operations that changed), never by the window.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from itertools import chain
 
-from comms_bridge.aws.eventbridge import EventPublisher, OutgoingEvent
-from comms_bridge.comms.client import CommsClient
-from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound
-from comms_bridge.comms.models import (
-    EmailOperation,
-    OperationsPage,
-    OperationStatus,
-    format_timestamp,
-    parse_timestamp,
+from comms_bridge.comms.exceptions import CommsApiError
+from comms_bridge.comms.models import OperationsPage, OperationStatus
+from comms_bridge.poller.apply import ApplyTally, ChangeApplier
+from comms_bridge.poller.budget import TimeBudget
+from comms_bridge.poller.candidates import Candidates
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import (
+    BucketState,
+    Checkpoint,
+    bucket_counts,
+    bucket_views,
+    next_checkpoint,
 )
-from comms_bridge.poller.change_detection import Change, Decision, TrackedOperation, check_stall, decide
-from comms_bridge.poller.checkpoint import BucketState, Checkpoint, checkpoint_from_item
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.poller.discovery import (
     HOUR,
     RETENTION,
-    BucketView,
     RecentVersions,
-    bucket_id,
     bucket_start,
-    due_buckets,
-    extend_recent,
-    group_by_bucket,
-    is_candidate,
+    eligible_buckets,
+    plan_due,
     plan_ranges,
-    recent_key,
-    recent_start,
-    window_buckets,
 )
-from comms_bridge.poller.lease import Lease
-from comms_bridge.poller.state_store import StateStore, fingerprint
-from comms_bridge.poller.summary import RunSummary
+from comms_bridge.poller.frame import RunFrame
+from comms_bridge.poller.ports import (
+    EventSink,
+    LambdaContextLike,
+    Lease,
+    MetricsSink,
+    NullMetrics,
+    OperationsSource,
+    StateStore,
+)
+from comms_bridge.poller.reader import ApiReader
+from comms_bridge.poller.summary import RunStatus, RunSummary
 from comms_bridge.settings import BootstrapMode
 
 logger = logging.getLogger("comms_bridge.poller.run")
 
-# An operation still tracked this long after retention ended is dropped even if the API keeps answering.
-_FORGET_AFTER = RETENTION + timedelta(days=1)
 # Boundaries of a bucket listing overlap by a second: whether startDate/endDate are inclusive is not
 # documented, and an operation listed twice costs nothing.
 _EDGE = timedelta(seconds=1)
 
 
-class LambdaContextLike(Protocol):
-    def get_remaining_time_in_millis(self) -> int: ...
+@dataclass(frozen=True)
+class _Listed:
+    """How the active and recent listings went. ``clean``: no malformed item in them."""
 
-
-class MetricsSink(Protocol):
-    def add(self, name: str, unit: str, value: float) -> None: ...
-
-
-class NullMetrics:
-    def add(self, name: str, unit: str, value: float) -> None:
-        return None
-
-
-@dataclass
-class _Pending:
-    observed: EmailOperation
-    observed_at: datetime
+    complete: bool
+    clean: bool
+    counts: dict[str, int]
 
 
 class PollerRun:
-    """A single run. Build a new one per invocation; the clients inside may be long-lived."""
+    """A single run. Build a new one per invocation; the adapters behind the ports may be long-lived."""
 
     def __init__(
         self,
         *,
-        client: CommsClient,
+        source: OperationsSource,
         store: StateStore,
         lease: Lease,
-        publisher: EventPublisher,
+        sink: EventSink,
         config: PollerConfig,
         context: LambdaContextLike | None = None,
         metrics: MetricsSink | None = None,
     ) -> None:
-        self.client = client
+        self.budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds)
+        self._requests_before = source.request_count
+        self.source = source.with_deadline(self.budget.deadline)
         self.store = store
         self.lease = lease
-        self.publisher = publisher
+        self.sink = sink
         self.config = config
-        self.context = context
         self.metrics = metrics or NullMetrics()
         self.summary = RunSummary()
-        self.known: dict[str, TrackedOperation] = {}
-        self.absent: set[str] = set()
-        self.pending: dict[str, _Pending] = {}
-        self.stall_checks: set[str] = set()
-        self.recent = RecentVersions()
-        self.bucket_updates: dict[str, BucketState] = {}
-        self.completions: dict[str, datetime] = {}
-        self.emit_first_sighting = False
-        self.indexed: set[str] = set()
-        self.buckets: dict[str, BucketState] = {}
-        self.listed_buckets: list[tuple[str, datetime, int]] = []
-        self.flush_failed = False
-        self.blind_bootstrap = False
-        self._requests_before = client.request_count
+        self.tally = ApplyTally()
+        self.reader = ApiReader(
+            self.source,
+            self.summary,
+            self.metrics,
+            page_size=config.page_size,
+            budget_left=self.budget.left,
+            flush=self._flush,
+        )
 
-    # -- budget ---------------------------------------------------------------------------------------
-
-    def remaining_seconds(self) -> float:
-        if self.context is None:
-            return float("inf")
-        return self.context.get_remaining_time_in_millis() / 1000.0
-
-    def budget_left(self) -> bool:
-        return self.remaining_seconds() >= self.config.safety_margin_seconds
+    def _stop_for_time(self) -> None:
+        self.summary.stopped_reason = "time budget"
 
     # -- entry point ----------------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         started = time.monotonic()
-        previous_deadline = self.client.deadline
-        self.client.deadline = lambda: self.remaining_seconds() - self.config.safety_margin_seconds
         try:
             self._run()
         except Exception:
-            self.summary.status = "failed"
+            self.summary.status = RunStatus.FAILED
             raise
         finally:
-            self.client.deadline = previous_deadline
             if self.lease.held:
                 try:
                     self.lease.release()
@@ -151,522 +131,258 @@ class PollerRun:
         return self.summary
 
     def _run(self) -> None:
-        cfg = self.config
-        if not self.budget_left():
-            self.summary.stopped_reason = "time budget"
-            self.summary.status = "partial"
+        if not self.budget.left():
+            self._stop_for_time()
+            self.summary.status = RunStatus.PARTIAL
             logger.warning("less time left than POLLER_SAFETY_MARGIN_SECONDS; not starting")
             return
-        # The first request of a cold start has no API clock to lean on yet (contract §3), so it takes no
-        # startDate: the API itself keeps only the retention window.
-        processing = self._pages(status=OperationStatus.PROCESSING)
+        processing = self._open_active_listing()
+        if processing is None:
+            return
+        frame = self._take_lease()
+        if frame is None:
+            return
+        listed = self._list_active_and_recent(frame, processing)
+        if not self._flush(frame):
+            self._save(frame, frame.seen_through)
+            return
+        seen_through = frame.seen_through
+        if listed.complete and listed.clean:
+            seen_through = frame.mark_recent_listed(listed.counts)
+        departed = frame.departures() if listed.complete else {}
+        self.summary.departures = len(departed)
+        self._list_due_buckets(frame, self._plan_bucket_listings(frame, departed))
+        self._fetch_departures(frame, departed)
+        self._flush(frame)
+        self._save(frame, seen_through)
+
+    # -- phase: start ---------------------------------------------------------------------------------
+
+    def _open_active_listing(self) -> Iterator[OperationsPage] | None:
+        """The PROCESSING listing with its first page read, None if that failed. The first request of a
+        cold start has no API clock to lean on yet (contract §3), so it takes no startDate: the API itself
+        keeps only the retention window."""
+        processing = self.reader.pages(status=OperationStatus.PROCESSING)
         try:
             first = next(processing)
         except CommsApiError as exc:
-            self._fail_listing("active", exc)
-            self.summary.status = "failed"
-            return
-        run_start = self.client.now()
-        lease_for = min(cfg.lease_seconds, self.remaining_seconds() + 30)
-        if not self.lease.acquire(run_start, lease_for):
+            self.reader.fail("active", exc)
+            self.summary.status = RunStatus.FAILED
+            return None
+        return chain([first], processing)
+
+    def _take_lease(self) -> RunFrame | None:
+        run_start = self.source.now()
+        lease_for = min(self.config.lease_seconds, self.budget.remaining_seconds() + 30)
+        checkpoint = self.lease.acquire(run_start, lease_for)
+        if checkpoint is None:
             logger.warning("another poller run holds the lease; this one exits without publishing")
             self.metrics.add("LeaseContended", "Count", 1)
-            self.summary.status = "contended"
-            return
-        # Taking the lease returned the checkpoint item; a lease that did not read it (dry run) reads it now.
-        stored = (
-            checkpoint_from_item(self.lease.item) if "pk" in self.lease.item else self.store.load_checkpoint()
-        )
-        checkpoint = stored or Checkpoint()
-        self.recent = RecentVersions.from_stored(checkpoint.recent)
-        self.emit_first_sighting = checkpoint.bootstrapped or cfg.bootstrap_mode is BootstrapMode.EMIT
-        index = self.store.active_index()
-        self.known.update(index)
-        self.indexed = set(index)
-        # A baseline bootstrap reads no state for operations of never-listed buckets: none can exist
-        # (bucket membership is fixed; operations listed elsewhere before are in the active index or
-        # in buckets the recent listing covered), and nothing is published for them anyway.
-        self.blind_bootstrap = not checkpoint.bootstrapped and cfg.bootstrap_mode is BootstrapMode.BASELINE
-        seen_through = _parse(checkpoint.seen_through)
-        buckets = dict(checkpoint.buckets)
+            self.summary.status = RunStatus.CONTENDED
+            return None
+        return self._frame(run_start, checkpoint)
 
-        # 1. The active set and the recent set, every run. The recent listing reaches further back over
-        # adjacent buckets that are due (or fit in its pages for free).
-        active_ids: set[str] = set()
-        listed_ids: set[str] = set()
-        recent_from = recent_start(run_start, cfg.cadence)
-        views = {b: BucketView(_parse(s.refreshed), _parse(s.completed)) for b, s in buckets.items()}
-        counts = {b: s.count for b, s in buckets.items()}
-        recent_seen = seen_through
-        if checkpoint.bootstrapped:
-            due_now = due_buckets(run_start, cfg.cadence, views, limit=cfg.max_buckets_per_run)
-            extra = extend_recent(
-                recent_from, due_now, views, counts, page_size=cfg.page_size, window=window_buckets(run_start)
-            )
-            if extra:
-                recent_from = bucket_start(extra[-1])
-                extra_refreshed = [r for b in extra if (r := views[b].refreshed) is not None]
-                oldest = min(extra_refreshed)
-                recent_seen = oldest if seen_through is None else min(seen_through, oldest)
-        recent_counts: dict[str, int] = {}
+    def _frame(self, run_start: datetime, checkpoint: Checkpoint) -> RunFrame:
+        cfg = self.config
+        recent = RecentVersions.from_stored(checkpoint.recent)
+        index = self.store.active_index()
+        applier = ChangeApplier(
+            self.store,
+            self.sink,
+            account_sid=self.source.account_sid,
+            stall_after_seconds=cfg.stall_after_seconds,
+            emit_first_sighting=self._emits(checkpoint),
+            clock=self.source.now,
+            active_index=index,
+            tally=self.tally,
+        )
+        candidates = Candidates(applier, recent, lookback=cfg.lookback, flush_at=cfg.flush_operations)
+        return RunFrame.begin(run_start, checkpoint, index=index, candidates=candidates, config=cfg)
+
+    def _emits(self, checkpoint: Checkpoint) -> bool:
+        """False only on a baseline bootstrap, which publishes nothing however many runs it takes."""
+        return checkpoint.bootstrapped or self.config.bootstrap_mode is BootstrapMode.EMIT
+
+    # -- phase: the active and the recent set ----------------------------------------------------------
+
+    def _list_active_and_recent(self, frame: RunFrame, processing: Iterator[OperationsPage]) -> _Listed:
+        """Every run lists the active set (PROCESSING, SCHEDULED) and the recent set; the recent listing
+        reaches further back over adjacent buckets that are due (or fit in its pages for free)."""
         skipped_before = self.summary.skipped_malformed
-        active_complete = self._consume(
-            _chain(first, processing), seen_through, listed_ids, active_ids
-        ) and self._consume(
-            self._pages(status=OperationStatus.SCHEDULED, start=run_start - RETENTION - HOUR),
-            seen_through,
-            listed_ids,
-            active_ids,
+        scheduled_since = frame.run_start - RETENTION - HOUR
+        read = self.reader.read
+        active_complete = read(frame, processing, frame.seen_through) and read(
+            frame,
+            self.reader.pages(status=OperationStatus.SCHEDULED, start=scheduled_since),
+            frame.seen_through,
         )
-        self.summary.requests_by_listing["active"] = self.client.request_count - self._requests_before
-        mark = self.client.request_count
-        recent_complete = active_complete and self._consume(
-            self._pages(start=recent_from), recent_seen, listed_ids, None, recent_counts
+        self._count_requests("active", self._requests_before)
+        mark = self.source.request_count
+        counts: dict[str, int] = {}
+        recent = frame.recent
+        complete = active_complete and read(
+            frame, self.reader.pages(start=recent.start), recent.seen_through, counts=counts
         )
-        self.summary.requests_by_listing["recent"] = self.client.request_count - mark
+        self._count_requests("recent", mark)
+        self._check_stalls(frame)
         # A listing with malformed items is not "seen through": the next run lists it again, so a version
         # that was malformed once is not lost. (Departures only need the listing read to the end.)
-        active_clean = self.summary.skipped_malformed == skipped_before
-        # A baseline bootstrap publishes nothing, stalls included, however many runs it takes: a stall
-        # already due then is reported by the first run after it.
-        if self.emit_first_sighting:
-            for op_id, state in index.items():
-                still_listed = op_id in listed_ids or op_id in self.pending
-                if still_listed and state.status is OperationStatus.PROCESSING:
-                    self.stall_checks.add(op_id)
-        flushed = self._flush()
-        if not flushed:
-            self._save(checkpoint, buckets, seen_through, run_start)
+        return _Listed(complete, self.summary.skipped_malformed == skipped_before, counts)
+
+    def _check_stalls(self, frame: RunFrame) -> None:
+        """Tracked PROCESSING operations listed again get the stall rule even when unchanged. A baseline
+        bootstrap publishes nothing, stalls included: a stall already due then is reported by the first
+        run after it."""
+        if not self._emits(frame.checkpoint):
             return
-        new_seen_through = seen_through
-        if recent_complete and active_clean:
-            new_seen_through = run_start
-            for bucket in window_buckets(run_start):
-                if bucket_start(bucket) >= recent_from:
-                    old = buckets.get(bucket, BucketState())
-                    buckets[bucket] = old.model_copy(
-                        update={
-                            "refreshed": format_timestamp(run_start),
-                            "count": recent_counts.get(bucket, 0),
-                        }
-                    )
+        for op_id, state in frame.index.items():
+            if op_id in frame.listed_ids and state.status is OperationStatus.PROCESSING:
+                frame.candidates.check_stall(op_id)
 
-        # 2. Operations that left the active lists: found again through their bucket, else fetched.
-        departed: dict[str, TrackedOperation] = {}
-        if recent_complete:
-            departed = {
-                op_id: s for op_id, s in index.items() if op_id not in active_ids and op_id not in listed_ids
-            }
-        self.summary.departures = len(departed)
-        now = self.client.now()
-        views = {b: BucketView(_parse(s.refreshed), _parse(s.completed)) for b, s in buckets.items()}
-        if checkpoint.bootstrapped:
-            due = due_buckets(now, cfg.cadence, views, limit=cfg.max_buckets_per_run)
-            due = [b for b in due if bucket_start(b) < recent_from]
-        else:
-            # Bootstrap lists every bucket once; only the time budget spreads it over runs.
-            due = due_buckets(now, cfg.cadence, views, limit=10_000)
-        by_bucket = group_by_bucket((op_id, s.created_at) for op_id, s in departed.items())
-        window = set(window_buckets(now))
-        for bucket, ids in sorted(by_bucket.items()):
-            if bucket in window and bucket not in due and bucket_start(bucket) < recent_from and len(ids) > 1:
-                due.insert(0, bucket)
+    # -- phase: due buckets (the departures' included) ---------------------------------------------
 
-        # 3. Due hour buckets, as long as the time budget lasts.
-        counts = {b: s.count for b, s in buckets.items()}
-        eligible = [b for b in window_buckets(now) if bucket_start(b) < recent_from]
-        ranges = plan_ranges(due, views, counts, page_size=cfg.page_size, eligible=eligible)
-        mark = self.client.request_count
-        self.buckets = buckets
+    def _plan_bucket_listings(
+        self, frame: RunFrame, departed: Mapping[str, TrackedOperation]
+    ) -> list[list[str]]:
+        """The ranges to list (adjacent buckets sharing a listing), most overdue first; the arithmetic is
+        in :mod:`comms_bridge.poller.discovery`."""
+        cfg = self.config
+        now = self.source.now()
+        views = bucket_views(frame.buckets)
+        due = plan_due(
+            now,
+            cfg.cadence,
+            views,
+            recent_from=frame.recent.start,
+            bootstrapped=frame.checkpoint.bootstrapped,
+            max_buckets=cfg.max_buckets_per_run,
+            departed=((op_id, state.created_at) for op_id, state in departed.items()),
+        )
+        eligible = eligible_buckets(now, frame.recent.start)
+        return plan_ranges(
+            due, views, bucket_counts(frame.buckets), page_size=cfg.page_size, eligible=eligible
+        )
+
+    def _list_due_buckets(self, frame: RunFrame, ranges: list[list[str]]) -> None:
+        """One listing per range, most overdue first, as long as the time budget lasts."""
+        mark = self.source.request_count
         for position, group in enumerate(ranges):
-            if not self.budget_left():
-                self.summary.stopped_reason = "time budget"
+            if not self.budget.left():
+                self._stop_for_time()
                 self.summary.buckets_due_left = sum(len(g) for g in ranges[position:])
                 break
-            refreshed = [_parse(buckets.get(b, BucketState()).refreshed) for b in group]
-            seen = None if any(r is None for r in refreshed) else min(r for r in refreshed if r is not None)
-            listed_counts: dict[str, int] = {}
-            date_before = self.client.now()
-            skipped_before = self.summary.skipped_malformed
-            complete = self._consume(
-                self._pages(start=bucket_start(group[0]) - _EDGE, end=bucket_start(group[-1]) + HOUR + _EDGE),
-                seen,
-                listed_ids,
-                None,
-                listed_counts,
-                unread=self.blind_bootstrap and all(r is None for r in refreshed),
-            )
-            if not complete or self.flush_failed:
+            if not self._list_buckets(frame, group):
                 break
-            if self.summary.skipped_malformed != skipped_before:
-                continue
-            # Committed (its refresh time recorded) by the next flush that succeeds.
-            self.listed_buckets.extend((b, date_before, listed_counts.get(b, 0)) for b in group)
+        self._count_requests("buckets", mark)
 
-        self.summary.requests_by_listing["buckets"] = self.client.request_count - mark
-        mark = self.client.request_count
-        # 4. Departures no listing showed: fetch them one by one (404 = left retention).
-        for op_id, state in departed.items():
-            if op_id in listed_ids or op_id in self.pending:
-                continue
-            if not self.budget_left():
-                self.summary.stopped_reason = "time budget"
-                break
-            self._resolve_departure(op_id, state)
-
-        self.summary.requests_by_listing["fetch"] = self.client.request_count - mark
-        self._flush()
-        self._save(checkpoint, buckets, new_seen_through, run_start)
-
-    # -- listing --------------------------------------------------------------------------------------
-
-    def _pages(
-        self,
-        *,
-        status: OperationStatus | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> Iterator[OperationsPage]:
-        return self.client.list_operations(
-            start_date=start, end_date=end, status=status, page_size=self.config.page_size
+    def _list_buckets(self, frame: RunFrame, group: list[str]) -> bool:
+        """List adjacent buckets in one range; False when the run should list no more."""
+        refreshed = [frame.buckets.get(b, BucketState()).view().refreshed for b in group]
+        seen = None if any(r is None for r in refreshed) else min(r for r in refreshed if r is not None)
+        counts: dict[str, int] = {}
+        date_before = self.source.now()
+        skipped_before = self.summary.skipped_malformed
+        complete = self.reader.read(
+            frame,
+            self.reader.pages(
+                start=bucket_start(group[0]) - _EDGE, end=bucket_start(group[-1]) + HOUR + _EDGE
+            ),
+            seen,
+            counts=counts,
+            unread=self._blind(frame) and all(r is None for r in refreshed),
         )
-
-    def _consume(
-        self,
-        pages: Iterator[OperationsPage],
-        seen_through: datetime | None,
-        listed_ids: set[str],
-        active_ids: set[str] | None,
-        bucket_counts: dict[str, int] | None = None,
-        *,
-        unread: bool = False,
-    ) -> bool:
-        """Take every page of one listing; False if it could not be listed to the end."""
-        try:
-            for page in pages:
-                self._take(page, seen_through, listed_ids, active_ids, bucket_counts, unread=unread)
-                # Memory stays bounded by a page plus FLUSH_OPERATIONS candidates.
-                if len(self.pending) >= self.config.flush_operations and not self._flush():
-                    return False
-                if page.next_token and not self.budget_left():
-                    self.summary.stopped_reason = "time budget"
-                    return False
-        except CommsApiError as exc:
-            self._fail_listing("list", exc)
+        if not complete or frame.candidates.failed:
             return False
+        if self.summary.skipped_malformed == skipped_before:
+            frame.uncommitted.extend((b, date_before, counts.get(b, 0)) for b in group)
         return True
 
-    def _take(
-        self,
-        page: OperationsPage,
-        seen_through: datetime | None,
-        listed_ids: set[str],
-        active_ids: set[str] | None,
-        bucket_counts: dict[str, int] | None,
-        *,
-        unread: bool = False,
-    ) -> None:
-        observed_at = self.client.now()
-        self.summary.operations_seen += len(page.operations)
-        if page.skipped:
-            self.summary.skipped_malformed += len(page.skipped)
-            for item in page.skipped:
-                logger.warning(
-                    "skipped a malformed operation from the API",
-                    extra={"operationId": item.item_id, "reason": item.reason[:300]},
-                )
-        for op in page.operations:
-            listed_ids.add(op.id)
-            if active_ids is not None and not op.status.terminal:
-                active_ids.add(op.id)
-            if bucket_counts is not None:
-                bucket = bucket_id(op.created)
-                bucket_counts[bucket] = bucket_counts.get(bucket, 0) + 1
-            known = self.known.get(op.id)
-            if known is not None:
-                # Already known this run (active index, or read/written earlier): compare directly.
-                if not _same_version(known, op):
-                    self._add_pending(op, observed_at)
+    def _blind(self, frame: RunFrame) -> bool:
+        """A baseline bootstrap reads no state for operations of never-listed buckets: none can exist
+        (bucket membership is fixed; operations listed elsewhere before are in the active index or in
+        buckets the recent listing covered), and nothing is published for them anyway."""
+        return not frame.checkpoint.bootstrapped and self.config.bootstrap_mode is BootstrapMode.BASELINE
+
+    # -- phase: fetch departures -----------------------------------------------------------------------
+
+    def _fetch_departures(self, frame: RunFrame, departed: Mapping[str, TrackedOperation]) -> None:
+        """Departures no listing showed, fetched one by one (404: the operation left retention)."""
+        mark = self.source.request_count
+        for op_id, state in departed.items():
+            if op_id in frame.listed_ids:
                 continue
-            version = _version_key(op)
-            if not is_candidate(
-                op.updated_at,
-                version,
-                seen_through=seen_through,
-                lookback=self.config.lookback,
-                recent=self.recent,
-            ):
-                continue
-            if unread:
-                self.absent.add(op.id)
-            self._add_pending(op, observed_at)
+            if not self.budget.left():
+                self._stop_for_time()
+                break
+            self.reader.fetch_departure(frame, op_id, state)
+        self._count_requests("fetch", mark)
 
-    def _add_pending(self, op: EmailOperation, observed_at: datetime) -> None:
-        current = self.pending.get(op.id)
-        if current is None or op.updated >= current.observed.updated:
-            if current is None:
-                self.summary.candidates += 1
-            self.pending[op.id] = _Pending(op, observed_at)
+    def _count_requests(self, listing: str, since: int) -> None:
+        self.summary.requests_by_listing[listing] = self.source.request_count - since
 
-    def _fail_listing(self, what: str, exc: CommsApiError) -> None:
-        message = f"{what}: {type(exc).__name__}: {exc}"
-        self.summary.errors.append(message[:500])
-        self.summary.status = "partial"
-        logger.warning("Comms API listing failed; its watermark stays where it was", extra={"error": message})
+    # -- flush and checkpoint --------------------------------------------------------------------------
 
-    def _resolve_departure(self, op_id: str, state: TrackedOperation) -> None:
-        now = self.client.now()
-        if now - parse_timestamp(state.created_at) > _FORGET_AFTER:
-            self._forget(op_id, "tracked past retention")
-            return
-        try:
-            operation = self.client.fetch_operation(op_id)
-        except CommsNotFound:
-            self._forget(op_id, "404 from the API: the operation left Twilio's retention")
-            return
-        except CommsApiError as exc:
-            self._fail_listing(f"fetch {op_id}", exc)
-            return
-        self.summary.fetched += 1
-        self._add_pending(operation, self.client.now())
-
-    def _forget(self, op_id: str, reason: str) -> None:
-        self.store.forget([op_id])
-        self.known.pop(op_id, None)
-        self.summary.retention_dropped += 1
-        self.metrics.add("RetentionDropped", "Count", 1)
-        logger.warning(
-            "stopped tracking an active operation: %s (no status is invented)",
-            reason,
-            extra={"operationId": op_id},
-        )
-
-    # -- deciding, publishing, storing -----------------------------------------------------------------
-
-    def _flush(self) -> bool:
-        """Decide the pending candidates and due stall checks, publish, store. False if anything failed
-        (in this flush or an earlier one of the run). Bucket listings completed before it are committed
-        when it succeeds, dropped when it fails (their operations are then listed again next run)."""
-        ok = self.flush_failed is False and self._decide_publish_store()
+    def _flush(self, frame: RunFrame) -> bool:
+        """Apply the candidates. The bucket listings completed before it are committed when it succeeds,
+        dropped when it fails (their operations are then listed again next run)."""
+        ok = frame.candidates.flush()
         if ok:
-            self._commit_buckets(self.buckets, self.listed_buckets)
+            for bucket, refreshed, count in frame.uncommitted:
+                frame.buckets[bucket] = frame.buckets.get(bucket, BucketState()).listed(refreshed, count)
+                self.summary.buckets_refreshed += 1
         else:
-            self.flush_failed = True
-        self.listed_buckets = []
+            self.summary.status = RunStatus.PARTIAL
+        frame.uncommitted.clear()
         return ok
 
-    def _decide_publish_store(self) -> bool:
-        if not self.pending and not self.stall_checks:
-            return True
-        cfg = self.config
-        to_read = [op_id for op_id in self.pending if op_id not in self.known and op_id not in self.absent]
-        if to_read:
-            found = self.store.get_states(to_read)
-            self.known.update(found)
-            self.absent.update(set(to_read) - found.keys())
-        now = self.client.now()
-        decisions: dict[str, Decision] = {}
-        for op_id, item in self.pending.items():
-            decision = decide(
-                self.known.get(op_id),
-                item.observed,
-                account_sid=cfg.account_sid,
-                observed_at=item.observed_at,
-                now=now,
-                stall_after_seconds=cfg.stall_after_seconds,
-                emit_first_sighting=self.emit_first_sighting,
-            )
-            if decision.stale:
-                self.summary.stale_observations += 1
-            decisions[op_id] = decision
-        for op_id in self.stall_checks - self.pending.keys():
-            tracked = self.known.get(op_id)
-            if tracked is not None:
-                decisions[op_id] = check_stall(
-                    tracked,
-                    account_sid=cfg.account_sid,
-                    observed_at=now,
-                    now=now,
-                    stall_after_seconds=cfg.stall_after_seconds,
-                )
-        observed = {op_id: item.observed for op_id, item in self.pending.items()}
-        self.pending.clear()
-        self.stall_checks.clear()
-
-        failed_ops = self._publish({op_id: d.changes for op_id, d in decisions.items() if d.changes})
-        to_store: list[TrackedOperation] = []
-        for op_id, decision in decisions.items():
-            if op_id in failed_ops or decision.new_state is None:
-                continue
-            previous = self.known.get(op_id)
-            new_state = decision.new_state
-            to_store.append(new_state)
-            if new_state.status.terminal and previous is not None and not previous.status.terminal:
-                # A completion seen happening (not a first sighting, whose completion time is unknown):
-                # updatedAt of the first terminal version is the completion time as far as we can know.
-                bucket = bucket_id(parse_timestamp(new_state.created_at))
-                completed = new_state.updated
-                self.completions[bucket] = max(completed, self.completions.get(bucket, completed))
-        if to_store:
-            # A StateStoreError propagates: the events are out, the state is not; the next run re-decides
-            # against the old state and republishes the same eventKeys.
-            self.store.write_states(to_store, indexed=self.indexed)
-            self.summary.states_written += len(to_store)
-        for state in to_store:
-            self.known[state.operation_id] = state
-            if state.status.terminal:
-                self.indexed.discard(state.operation_id)
-            else:
-                self.indexed.add(state.operation_id)
-            self.absent.discard(state.operation_id)
-        for op_id, op in observed.items():
-            if op_id in failed_ops or decisions[op_id].stale:
-                continue
-            self.recent.add(_version_key(op), op.updated)
-        return not failed_ops
-
-    def _publish(self, changes: dict[str, list[Change]]) -> set[str]:
-        """Publish in rounds (every operation's 1st change, then 2nd, ...) so an operation whose earlier
-        event failed never gets a later one out. Returns the operations with a failed event."""
-        failed_ops: set[str] = set()
-        detected = sum(len(c) for c in changes.values())
-        self.summary.changes_detected += detected
-        rounds = max((len(c) for c in changes.values()), default=0)
-        for position in range(rounds):
-            batch: list[OutgoingEvent] = []
-            owners: dict[str, str] = {}
-            for op_id, op_changes in changes.items():
-                if position < len(op_changes) and op_id not in failed_ops:
-                    change = op_changes[position]
-                    batch.append(
-                        OutgoingEvent(
-                            detail_type=str(change.detail_type),
-                            detail=change.detail,
-                            event_key=change.event_key,
-                        )
-                    )
-                    owners[change.event_key] = op_id
-            if not batch:
-                continue
-            result = self.publisher.publish(batch)
-            self.summary.events_published += len(result.accepted)
-            for failure in result.failed:
-                op_id = owners[failure.event.event_key]
-                failed_ops.add(op_id)
-                logger.error(
-                    "event not accepted by EventBridge after retries; the operation's state is kept",
-                    extra={
-                        "operationId": op_id,
-                        "eventKey": failure.event.event_key,
-                        "errorCode": failure.error_code,
-                        "errorMessage": failure.error_message[:300],
-                    },
-                )
-            self.summary.publish_failures += len(result.failed)
-        if failed_ops:
-            self.summary.status = "partial"
-        return failed_ops
-
-    # -- checkpoint -----------------------------------------------------------------------------------
-
-    def _commit_buckets(
-        self, buckets: dict[str, BucketState], listed: list[tuple[str, datetime, int]]
-    ) -> None:
-        for bucket, refreshed, count in listed:
-            old = buckets.get(bucket, BucketState())
-            buckets[bucket] = old.model_copy(
-                update={"refreshed": format_timestamp(refreshed), "count": count}
-            )
-            self.summary.buckets_refreshed += 1
-
-    def _save(
-        self,
-        checkpoint: Checkpoint,
-        buckets: dict[str, BucketState],
-        seen_through: datetime | None,
-        run_start: datetime,
-    ) -> None:
-        now = self.client.now()
-        window = set(window_buckets(now))
-        for bucket, moment in self.completions.items():
-            if bucket in buckets or bucket in window:
-                old = buckets.get(bucket, BucketState())
-                if old.completed is None or parse_timestamp(old.completed) < moment:
-                    buckets[bucket] = old.model_copy(update={"completed": format_timestamp(moment)})
-        kept = {b: s for b, s in sorted(buckets.items()) if b in window}
-        bootstrapped = checkpoint.bootstrapped or all(
-            kept.get(b, BucketState()).refreshed is not None for b in window
+    def _save(self, frame: RunFrame, seen_through: datetime | None) -> None:
+        now = self.source.now()
+        checkpoint = next_checkpoint(
+            frame.checkpoint,
+            frame.buckets,
+            completions=frame.candidates.completions,
+            recent=frame.candidates.recent,
+            seen_through=seen_through,
+            run_start=frame.run_start,
+            now=now,
+            lookback=self.config.lookback,
         )
-        keep_after = (seen_through or run_start) - self.config.lookback
-        updated = Checkpoint(
-            bootstrapped=bootstrapped,
-            seen_through=format_timestamp(seen_through) if seen_through else None,
-            last_run_at=format_timestamp(run_start),
-            buckets=kept,
-            recent=self.recent.to_stored(keep_after=keep_after),
-        )
-        self.store.save_checkpoint(updated, lease_owner=self.lease.owner)
-        self.summary.bootstrapped = bootstrapped
+        self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner)
+        self.summary.bootstrapped = checkpoint.bootstrapped
         if seen_through is not None:
             self.summary.checkpoint_lag_seconds = max((now - seen_through).total_seconds(), 0.0)
 
     def _finish(self, started: float) -> None:
-        s = self.summary
-        s.comms_requests = self.client.request_count - self._requests_before
-        s.put_events_calls = self.publisher.put_events_calls
-        s.dynamodb_calls = dict(self.store.counters.calls)
-        s.dynamodb_items_read = self.store.counters.items_read
-        s.dynamodb_items_written = self.store.counters.items_written + self.store.counters.items_deleted
+        s, tally, counters = self.summary, self.tally, self.store.counters
+        s.changes_detected = tally.changes_detected
+        s.events_published = tally.events_published
+        s.publish_failures = tally.publish_failures
+        s.stale_observations = tally.stale_observations
+        s.states_written = tally.states_written
+        s.comms_requests = self.source.request_count - self._requests_before
+        s.put_events_calls = self.sink.put_events_calls
+        s.dynamodb_calls = dict(counters.calls)
+        s.dynamodb_items_read = counters.items_read
+        s.dynamodb_items_written = counters.items_written + counters.items_deleted
         s.duration_ms = int((time.monotonic() - started) * 1000)
-        m = self.metrics
-        m.add("OperationsSeen", "Count", s.operations_seen)
-        m.add("ChangesDetected", "Count", s.changes_detected)
-        m.add("EventsPublished", "Count", s.events_published)
-        m.add("PublishFailures", "Count", s.publish_failures)
-        m.add("SkippedMalformedItems", "Count", s.skipped_malformed)
-        m.add("CommsApiRequests", "Count", s.comms_requests)
-        m.add("RunDurationMs", "Milliseconds", s.duration_ms)
-        m.add("StateItemsRead", "Count", s.dynamodb_items_read)
-        m.add("StateItemsWritten", "Count", s.dynamodb_items_written)
-        m.add("BucketsRefreshed", "Count", s.buckets_refreshed)
-        if s.checkpoint_lag_seconds is not None:
-            m.add("CheckpointLagSeconds", "Seconds", s.checkpoint_lag_seconds)
-        if s.status in ("partial", "failed"):
-            m.add("IncompleteRuns", "Count", 1)
-
-
-def _chain(first: OperationsPage, rest: Iterator[OperationsPage]) -> Iterator[OperationsPage]:
-    yield first
-    yield from rest
-
-
-def _version_key(op: EmailOperation) -> str:
-    return recent_key(op.id, op.updated_at, fingerprint(op))
-
-
-def _same_version(known: TrackedOperation, op: EmailOperation) -> bool:
-    return known.updated_at == op.updated_at and known.status == op.status and known.stats == op.stats
-
-
-def _parse(value: str | None) -> datetime | None:
-    return parse_timestamp(value) if value else None
+        s.put_metrics(self.metrics)
 
 
 def run(
     *,
-    client: CommsClient,
+    source: OperationsSource,
     store: StateStore,
     lease: Lease,
-    publisher: EventPublisher,
+    sink: EventSink,
     config: PollerConfig,
     context: LambdaContextLike | None = None,
     metrics: MetricsSink | None = None,
 ) -> RunSummary:
     return PollerRun(
-        client=client,
+        source=source,
         store=store,
         lease=lease,
-        publisher=publisher,
+        sink=sink,
         config=config,
         context=context,
         metrics=metrics,

@@ -1,4 +1,4 @@
-"""What a poller container keeps between invocations: settings, credentials, HTTP and AWS clients."""
+"""What a poller container keeps between invocations: configuration, credentials, HTTP and AWS clients."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from comms_bridge.aws.eventbridge import EventPublisher
 from comms_bridge.aws.secrets import load_credentials
 from comms_bridge.comms.client import CommsClient
 from comms_bridge.poller.config import PollerConfig
-from comms_bridge.poller.lease import Lease
-from comms_bridge.poller.run import LambdaContextLike, MetricsSink, run
-from comms_bridge.poller.state_store import StateStore
-from comms_bridge.settings import Settings
+from comms_bridge.poller.lease import DynamoLease
+from comms_bridge.poller.ports import LambdaContextLike, MetricsSink
+from comms_bridge.poller.run import run
+from comms_bridge.poller.state_store import DynamoStateStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 @dataclass
 class PollerRuntime:
-    settings: Settings
     config: PollerConfig
     comms: CommsClient
     dynamodb: DynamoDBClient
@@ -30,31 +29,33 @@ class PollerRuntime:
 
     @classmethod
     def from_env(cls) -> PollerRuntime:
-        settings = Settings.from_env()
-        settings.require_state_table()  # fail before any credentials are loaded
-        credentials = load_credentials(settings)
-        config = PollerConfig.from_env(settings, credentials.account_sid)
+        config = PollerConfig.from_env()
+        config.require_state_table()  # fail before any credentials are loaded
+        credentials = load_credentials(config)
         aws = AwsClients()
         return cls(
-            settings=settings,
             config=config,
             comms=CommsClient(
-                settings.comms_api_base_url, credentials, read_timeout=config.read_timeout_seconds
+                config.comms_api_base_url, credentials, read_timeout=config.read_timeout_seconds
             ),
             dynamodb=aws.dynamodb(),
             events=aws.events(),
         )
 
+    @property
+    def account_sid(self) -> str:
+        """The account the credentials belong to: the one polled, and the one every state item is keyed by."""
+        return self.comms.account_sid
+
     def run(self, context: LambdaContextLike | None, *, metrics: MetricsSink | None = None) -> dict[str, Any]:
-        table = self.settings.require_state_table()
+        config = self.config
+        table = config.require_state_table()
         summary = run(
-            client=self.comms,
-            store=StateStore(self.dynamodb, table_name=table, account_sid=self.config.account_sid),
-            lease=Lease(self.dynamodb, table_name=table, account_sid=self.config.account_sid),
-            publisher=EventPublisher(
-                self.events, bus_name=self.settings.event_bus_name, source=self.settings.event_source
-            ),
-            config=self.config,
+            source=self.comms,
+            store=DynamoStateStore(self.dynamodb, table_name=table, account_sid=self.account_sid),
+            lease=DynamoLease(self.dynamodb, table_name=table, account_sid=self.account_sid),
+            sink=EventPublisher(self.events, bus_name=config.event_bus_name, source=config.event_source),
+            config=config,
             context=context,
             metrics=metrics,
         )

@@ -113,7 +113,7 @@ def _tracked_from_item(item: Mapping[str, Any]) -> TrackedOperation:
     )
 
 
-class StateStore:
+class DynamoStateStore:
     """The poller's items of one account in the state table."""
 
     def __init__(

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
+
+from comms_bridge.poller.ports import MetricsSink
+
+
+class RunStatus(StrEnum):
+    COMPLETE = "complete"
+    PARTIAL = "partial"  # something was left for the next run (a listing failed, an event was refused)
+    CONTENDED = "contended"  # another run held the lease: nothing was done
+    FAILED = "failed"  # the run raised, or could not list anything
+
+    @property
+    def incomplete(self) -> bool:
+        return self in (RunStatus.PARTIAL, RunStatus.FAILED)
 
 
 @dataclass
 class RunSummary:
     """What a run did; returned by the handler and printed by ``make bench`` and the demo."""
 
-    status: str = "complete"  # complete | partial | contended | failed
+    status: RunStatus = RunStatus.COMPLETE
     operations_seen: int = 0
     candidates: int = 0
     changes_detected: int = 0
@@ -37,4 +51,22 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # The handler's JSON answer: the status as the plain string every consumer compares with.
+        return {**asdict(self), "status": self.status.value}
+
+    def put_metrics(self, metrics: MetricsSink) -> None:
+        m = metrics
+        m.add("OperationsSeen", "Count", self.operations_seen)
+        m.add("ChangesDetected", "Count", self.changes_detected)
+        m.add("EventsPublished", "Count", self.events_published)
+        m.add("PublishFailures", "Count", self.publish_failures)
+        m.add("SkippedMalformedItems", "Count", self.skipped_malformed)
+        m.add("CommsApiRequests", "Count", self.comms_requests)
+        m.add("RunDurationMs", "Milliseconds", self.duration_ms)
+        m.add("StateItemsRead", "Count", self.dynamodb_items_read)
+        m.add("StateItemsWritten", "Count", self.dynamodb_items_written)
+        m.add("BucketsRefreshed", "Count", self.buckets_refreshed)
+        if self.checkpoint_lag_seconds is not None:
+            m.add("CheckpointLagSeconds", "Seconds", self.checkpoint_lag_seconds)
+        if self.status.incomplete:
+            m.add("IncompleteRuns", "Count", 1)

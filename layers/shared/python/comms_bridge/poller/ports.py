@@ -1,0 +1,104 @@
+"""The poller's I/O as small Protocols, so unit tests drive a whole run with in-memory fakes
+(``tests/support/poller_fakes.py``) and the runtime wires the real adapters: :class:`CommsClient`,
+:class:`DynamoStateStore`, :class:`DynamoLease` and :class:`EventPublisher`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from comms_bridge.aws.eventbridge import OutgoingEvent, PublishResult
+from comms_bridge.comms.models import EmailOperation, OperationsPage, OperationStatus
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.state_store import StoreCounters
+
+
+class OperationsSource(Protocol):
+    """The Comms API's Email Operations, as seen by one account's credentials."""
+
+    @property
+    def account_sid(self) -> str: ...
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent so far (retries included): what a run costs."""
+
+    def now(self) -> datetime:
+        """The API's clock: the ``Date`` of its latest response (contract §3)."""
+
+    def list_operations(
+        self,
+        *,
+        start_date: datetime | None = ...,
+        end_date: datetime | None = ...,
+        status: OperationStatus | None = ...,
+        page_size: int = ...,
+    ) -> Iterator[OperationsPage]: ...
+
+    def fetch_operation(self, operation_id: str) -> EmailOperation:
+        """Raise ``CommsNotFound`` for an operation the API does not have (any more)."""
+
+    def with_deadline(self, deadline: Callable[[], float] | None) -> OperationsSource:
+        """The same source (counters and clock shared) whose requests end within ``deadline()`` seconds."""
+
+
+class StateStore(Protocol):
+    """Per-operation state, the active index and the checkpoint of one account."""
+
+    @property
+    def counters(self) -> StoreCounters: ...
+
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]: ...
+
+    def active_index(self) -> dict[str, TrackedOperation]: ...
+
+    def load_checkpoint(self) -> Checkpoint | None: ...
+
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
+        """``indexed``: the ids that have an active index entry; None when unknown."""
+
+    def forget(self, operation_ids: Sequence[str]) -> None: ...
+
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+        """Raise ``CheckpointConflict`` unless ``lease_owner`` still holds the lease."""
+
+
+class Lease(Protocol):
+    """At most one run per account publishes at a time."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def held(self) -> bool: ...
+
+    def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
+        """Take the lease until ``now + seconds``; return the checkpoint stored with it (an empty one before
+        the first run), or None when another owner holds an unexpired lease."""
+
+    def release(self) -> None: ...
+
+
+class EventSink(Protocol):
+    @property
+    def put_events_calls(self) -> int: ...
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> PublishResult:
+        """Entries that were not accepted come back in ``failed``; nothing is dropped silently."""
+
+
+class LambdaContextLike(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class MetricsSink(Protocol):
+    def add(self, name: str, unit: str, value: float) -> None: ...
+
+
+class NullMetrics:
+    def add(self, name: str, unit: str, value: float) -> None:
+        return None

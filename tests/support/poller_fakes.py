@@ -1,0 +1,397 @@
+"""In-memory adapters for the poller's ports (``comms_bridge.poller.ports``), so a whole run can be
+unit-tested in milliseconds. They keep the contracts the real adapters keep, not their costs:
+
+* :class:`FakeCommsApi`: operations in memory, listed like the API lists them (``createdAt`` order,
+  ``startDate``/``endDate`` inclusive, ``status``, ``pageSize``, ``pageToken``; nothing older than the
+  7-day retention), a settable clock as its ``Date``, pages parsed by the real parser so a corrupted item
+  is skipped the real way;
+* :class:`MemoryStateStore` + :class:`MemoryLease`: one account's state, active index and checkpoint, the
+  lease on the checkpoint record (a checkpoint write needs the lease, as in DynamoDB);
+* :class:`MemoryEventSink`: accepted events in order, a predicate to refuse entries.
+
+They share a :class:`Journal` that records publishes and writes in the order they happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from comms_bridge.aws.eventbridge import FailedEvent, OutgoingEvent, PublishResult
+from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound, CommsServerError
+from comms_bridge.comms.models import (
+    EmailOperation,
+    OperationsPage,
+    OperationStatus,
+    parse_operations_page,
+    parse_timestamp,
+)
+from comms_bridge.poller.change_detection import TrackedOperation
+from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.config import PollerConfig
+from comms_bridge.poller.discovery import RETENTION
+from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
+from comms_bridge.poller.run import PollerRun
+from comms_bridge.poller.state_store import StoreCounters
+from comms_bridge.poller.summary import RunSummary
+from tests.support.operation_factory import ACCOUNT_SID, T0
+
+
+@dataclass
+class Journal:
+    """``("publish", eventKey)``, ``("write", operationId)``, ``("checkpoint", owner)`` in order."""
+
+    entries: list[tuple[str, str]] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[str]:
+        return [value for what, value in self.entries if what == kind]
+
+
+# -- the Comms API -------------------------------------------------------------------------------------
+
+
+class FakeCommsApi:
+    """One account's operations. ``clock`` is the API's ``Date``; ``put``/``advance``/... change the world.
+
+    It is an operations source itself (no deadline); :meth:`with_deadline` gives a view that shares
+    everything (operations, clock, counters, failures) and reads the deadline before every request, as the
+    real client does."""
+
+    def __init__(self, *, now: datetime = T0, account_sid: str = ACCOUNT_SID) -> None:
+        self.account_sid = account_sid
+        self.clock = now
+        self.items: dict[str, dict[str, Any]] = {}
+        self.corrupted: dict[str, int] = {}  # operation id -> listings left that show it malformed
+        self.failures: list[list[Any]] = []  # [endpoint, requests to let through first, error]
+        self.listings: list[dict[str, str]] = []  # the query of every list request
+        self.request_counts: dict[str, int] = {}
+        self.deadlines: list[float] = []  # what the deadline said before each request of a view
+
+    # -- driving it ----------------------------------------------------------------------------------
+
+    def put(self, *operations: EmailOperation) -> None:
+        for op in operations:
+            self.items[op.id] = op.to_api_dict()
+
+    def advance(self, seconds: float) -> None:
+        self.clock += timedelta(seconds=seconds)
+
+    def corrupt(self, operation_id: str, *, listings: int = 1) -> None:
+        self.corrupted[operation_id] = listings
+
+    def fail_next(
+        self, endpoint: str = "list_operations", error: CommsApiError | None = None, *, after: int = 0
+    ) -> None:
+        """The request to ``endpoint`` after ``after`` more of them fails with ``error`` (a 500)."""
+        self.failures.append([endpoint, after, error or CommsServerError("HTTP 500", endpoint=endpoint)])
+
+    # -- the port ------------------------------------------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        return sum(self.request_counts.values())
+
+    def now(self) -> datetime:
+        return self.clock
+
+    def with_deadline(self, deadline: Callable[[], float] | None) -> ApiView:
+        return ApiView(self, deadline)
+
+    def list_operations(
+        self,
+        *,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        status: OperationStatus | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[OperationsPage]:
+        return ApiView(self, None).list_operations(
+            start_date=start_date, end_date=end_date, status=status, page_size=page_size
+        )
+
+    def fetch_operation(self, operation_id: str) -> EmailOperation:
+        return ApiView(self, None).fetch_operation(operation_id)
+
+    # -- what a request sees -------------------------------------------------------------------------
+
+    def request(self, endpoint: str) -> None:
+        self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
+        for index, failure in enumerate(self.failures):
+            failing, after, error = failure
+            if failing != endpoint:
+                continue
+            if after:
+                failure[1] = after - 1
+                continue
+            del self.failures[index]
+            raise error
+
+    def listed(
+        self, start: datetime | None, end: datetime | None, status: OperationStatus | None
+    ) -> list[dict[str, Any]]:
+        found = []
+        for item in self.items.values():
+            created = parse_timestamp(item["createdAt"])
+            if not self.retained(item) or created > self.clock:
+                continue
+            if (start is not None and created < start) or (end is not None and created > end):
+                continue
+            if status is not None and item["status"] != status.value:
+                continue
+            found.append(item)
+        return sorted(found, key=lambda item: (item["createdAt"], item["id"]))
+
+    def render(self, item: dict[str, Any]) -> dict[str, Any]:
+        left = self.corrupted.get(item["id"], 0)
+        if not left:
+            return item
+        self.corrupted[item["id"]] = left - 1
+        return {**item, "stats": {**item["stats"], "total": "many"}}
+
+    def retained(self, item: dict[str, Any]) -> bool:
+        return parse_timestamp(item["createdAt"]) >= self.clock - RETENTION
+
+
+class ApiView:
+    """:class:`FakeCommsApi` as one invocation's client sees it: with that invocation's deadline."""
+
+    def __init__(self, api: FakeCommsApi, deadline: Callable[[], float] | None) -> None:
+        self.api = api
+        self.deadline = deadline
+
+    @property
+    def account_sid(self) -> str:
+        return self.api.account_sid
+
+    @property
+    def request_count(self) -> int:
+        return self.api.request_count
+
+    def now(self) -> datetime:
+        return self.api.clock
+
+    def with_deadline(self, deadline: Callable[[], float] | None) -> ApiView:
+        return ApiView(self.api, deadline)
+
+    def list_operations(
+        self,
+        *,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        status: OperationStatus | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[OperationsPage]:
+        query = {"pageSize": str(page_size)}
+        if start_date is not None:
+            query["startDate"] = start_date.isoformat()
+        if end_date is not None:
+            query["endDate"] = end_date.isoformat()
+        if status is not None:
+            query["status"] = status.value
+        return self._pages(query, start_date, end_date, status, page_size)
+
+    def fetch_operation(self, operation_id: str) -> EmailOperation:
+        self._request("fetch_operation")
+        item = self.api.items.get(operation_id)
+        if item is None or not self.api.retained(item):
+            raise CommsNotFound("HTTP 404", endpoint="fetch_operation")
+        return EmailOperation.model_validate(item)
+
+    def _pages(
+        self,
+        query: dict[str, str],
+        start: datetime | None,
+        end: datetime | None,
+        status: OperationStatus | None,
+        page_size: int,
+    ) -> Iterator[OperationsPage]:
+        offset = 0
+        while True:
+            self._request("list_operations")
+            self.api.listings.append(query)
+            matching = self.api.listed(start, end, status)
+            page = matching[offset : offset + page_size]
+            offset += len(page)
+            more = offset < len(matching)
+            payload = {
+                "operations": [self.api.render(item) for item in page],
+                "pagination": {"next": f"token-{offset}" if more else None, "self": None},
+            }
+            yield parse_operations_page(payload)
+            if not more:
+                return
+
+    def _request(self, endpoint: str) -> None:
+        if self.deadline is not None:
+            self.api.deadlines.append(self.deadline())
+        self.api.request(endpoint)
+
+
+# -- the state table -----------------------------------------------------------------------------------
+
+
+class MemoryStateStore:
+    """The state table of one account. ``fail_writes``: raise StateStoreError on the next state write."""
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal or Journal()
+        self.counters = StoreCounters()
+        self.states: dict[str, TrackedOperation] = {}
+        self.index: dict[str, TrackedOperation] = {}
+        self.checkpoint: Checkpoint | None = None
+        self.lease_owner: str | None = None
+        self.lease_until: float = 0.0
+        self.fail_writes = False
+
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]:
+        self.counters.count("BatchGetItem")
+        found = {op_id: self.states[op_id] for op_id in sorted(set(operation_ids)) if op_id in self.states}
+        self.counters.items_read += len(found)
+        return found
+
+    def active_index(self) -> dict[str, TrackedOperation]:
+        self.counters.count("Query")
+        self.counters.items_read += len(self.index)
+        return dict(self.index)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        self.counters.count("GetItem")
+        return self.checkpoint
+
+    def write_states(
+        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
+    ) -> None:
+        self.counters.count("BatchWriteItem")
+        if self.fail_writes:
+            raise StateStoreError("BatchWriteItem left 1 item(s) unprocessed")
+        for state in states:
+            self.journal.entries.append(("write", state.operation_id))
+            self.states[state.operation_id] = state
+            self.counters.items_written += 1
+            if not state.status.terminal:
+                self.index[state.operation_id] = state
+            elif indexed is None or state.operation_id in indexed:
+                self.index.pop(state.operation_id, None)
+
+    def forget(self, operation_ids: Sequence[str]) -> None:
+        self.counters.count("BatchWriteItem")
+        for op_id in operation_ids:
+            self.journal.entries.append(("forget", op_id))
+            self.states.pop(op_id, None)
+            self.index.pop(op_id, None)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+        self.counters.count("UpdateItem")
+        if self.lease_owner != lease_owner:
+            raise CheckpointConflict("the lease was lost; checkpoint not written")
+        self.journal.entries.append(("checkpoint", lease_owner))
+        # Through JSON, as DynamoDB keeps it: nothing the run still holds can change it afterwards.
+        self.checkpoint = Checkpoint.model_validate_json(checkpoint.model_dump_json(by_alias=True))
+
+    def tracked(self, operation_id: str) -> TrackedOperation | None:
+        return self.states.get(operation_id)
+
+
+class MemoryLease:
+    """The lease on the store's checkpoint record, taken with the API clock like the real one."""
+
+    def __init__(self, store: MemoryStateStore, owner: str | None = None) -> None:
+        self.store = store
+        self.owner = owner or uuid.uuid4().hex
+        self.held = False
+
+    def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
+        self.store.counters.count("UpdateItem")
+        store = self.store
+        if store.lease_owner not in (None, self.owner) and store.lease_until >= now.timestamp():
+            return None
+        store.lease_owner, store.lease_until = self.owner, now.timestamp() + max(int(seconds), 1)
+        self.held = True
+        return store.checkpoint or Checkpoint()
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        if self.store.lease_owner == self.owner:
+            self.store.lease_owner = None
+
+
+# -- the bus -------------------------------------------------------------------------------------------
+
+
+class MemoryEventSink:
+    """Accepts events (10 per PutEvents call) unless ``refuse(event)`` says otherwise."""
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal or Journal()
+        self.events: list[OutgoingEvent] = []
+        self.put_events_calls = 0
+        self.refuse: Callable[[OutgoingEvent], bool] = lambda event: False
+
+    def publish(self, events: Sequence[OutgoingEvent]) -> PublishResult:
+        self.put_events_calls += -(-len(events) // 10)
+        accepted, failed = [], []
+        for event in events:
+            if self.refuse(event):
+                failed.append(FailedEvent(event, "InternalFailure", "refused by the test"))
+                continue
+            accepted.append(event)
+            self.events.append(event)
+            self.journal.entries.append(("publish", event.event_key))
+        return PublishResult(accepted=accepted, failed=failed)
+
+    def drain(self) -> list[OutgoingEvent]:
+        events, self.events = self.events, []
+        return events
+
+
+# -- a whole world -------------------------------------------------------------------------------------
+
+
+class FakeContext:
+    """``remaining_ms``: a number, or a callable asked every time (to make the time run out)."""
+
+    def __init__(self, remaining_ms: Callable[[], int] | int = 60_000) -> None:
+        self._remaining = remaining_ms if callable(remaining_ms) else (lambda: remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self._remaining())
+
+
+@dataclass
+class PollerWorld:
+    """The API, the table and the bus of one account; :meth:`run` is one scheduled invocation."""
+
+    api: FakeCommsApi = field(default_factory=FakeCommsApi)
+    journal: Journal = field(default_factory=Journal)
+    env: dict[str, str] = field(default_factory=dict)
+    store: MemoryStateStore = field(init=False)
+    sink: MemoryEventSink = field(init=False)
+    metrics: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.store = MemoryStateStore(self.journal)
+        self.sink = MemoryEventSink(self.journal)
+
+    @property
+    def config(self) -> PollerConfig:
+        return PollerConfig.from_env(self.env)
+
+    def run(self, context: FakeContext | None = None, *, lease: MemoryLease | None = None) -> RunSummary:
+        self.store.counters = StoreCounters()  # a new adapter per invocation, as in the runtime
+        return PollerRun(
+            source=self.api,
+            store=self.store,
+            lease=lease or MemoryLease(self.store),
+            sink=self.sink,
+            config=self.config,
+            context=context,
+            metrics=self,
+        ).run()
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        self.metrics.append((name, value))
