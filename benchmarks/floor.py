@@ -93,7 +93,7 @@ def follow_up_floor(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The bench's own scenario and run times, so the figures are the README's.
+    # The bench's own scenario and run times, so the figures are the performance page's.
     from benchmarks.harness import Workload, build_scenario  # noqa: PLC0415 -- harness imports this module
     from benchmarks.run import CHANGES_PER_MINUTE, SCHEDULE_PERIOD, SEED, WARMUP_RUNS  # noqa: PLC0415
 

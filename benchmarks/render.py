@@ -1,4 +1,5 @@
-"""Tables and bars from a :class:`BenchResults`: plain text for the terminal, Markdown for the README."""
+"""Tables and bars from a :class:`BenchResults`: plain text for the terminal, Markdown for the docs'
+performance page."""
 
 from __future__ import annotations
 

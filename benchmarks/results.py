@@ -1,7 +1,7 @@
 """The figures `make bench` measures and the JSON file they live in (bench-results/latest.json).
 
-The file is the single source of the README's performance section: `python -m benchmarks.report`
-renders it again without measuring anything.
+The file is the single source of the docs' performance page (docs/performance.md):
+`python -m benchmarks.report` renders it again without measuring anything.
 """
 
 from __future__ import annotations

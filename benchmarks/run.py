@@ -3,11 +3,11 @@
     python -m benchmarks.run            # windows of 1k, 10k, 100k (two shapes) operations + a 5k burst
     python -m benchmarks.run --quick    # 1k and 10k windows, a 1k burst, fewer repetitions (about a minute)
     python -m benchmarks.run --only 10k # one workload (names: 1k, 10k, 100k, 100k-on-arrival, burst-5k)
-    python -m benchmarks.report         # render the README performance section again from latest.json
+    python -m benchmarks.report         # render docs/performance.md again from latest.json
 
 Prints the table and writes bench-results/latest.json, from which it renders the performance section
-of README.md and bench-results/performance.md. A --quick or --only run writes bench-results/quick.json
-and leaves the README alone.
+of docs/performance.md and bench-results/performance.md. A --quick or --only run writes
+bench-results/quick.json and leaves the docs alone.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-report",
         action="store_true",
-        help="do not regenerate the README section (a --quick run or one with --only never does)",
+        help="do not regenerate the docs' performance page (a --quick run or one with --only never does)",
     )
     args = parser.parse_args(argv)
-    # The README shows full runs only: a quick or partial run keeps to its own file.
+    # The docs show full runs only: a quick or partial run keeps to its own file.
     partial = args.quick or bool(args.only)
     if args.output is None:
         args.output = QUICK if partial else LATEST

@@ -3,7 +3,7 @@
 Times in a scenario file are offsets from the scenario's anchor (``30s``, ``5m``, ``-2d``,
 ``1h30m``, or plain seconds), or RFC 3339 instants when the file sets ``start``. The anchor
 is ``start`` if the file sets it, otherwise the simulator clock's time at server start minus
-``now`` (so a generated week can end at "now" on any clock). See README.md, "The Comms API simulator".
+``now`` (so a generated week can end at "now" on any clock). See docs/simulator.md.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SimulatorServer:
-    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1`` (README: "The Comms API simulator")."""
+    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1`` (docs/simulator.md)."""
 
     def __init__(
         self,

@@ -173,9 +173,9 @@ def test_scenarios_dir_holds_the_story_and_doc_fixtures() -> None:
         Scenario.load(path)
 
 
-def test_the_readme_example_scenario_loads() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## The Comms API simulator", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_example_scenario_loads() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()
+    section = page.split("## Writing a scenario file", 1)[1].split("\n## ", 1)[0]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     scenario = Scenario.from_dict(yaml.safe_load(block))
     sim = SimulatorServer(scenario)

@@ -25,7 +25,7 @@ from tests.support.schemas import validate_detail
 
 ROOT = Path(__file__).resolve().parents[2]
 POLLER_APP = ROOT / "functions" / "poller" / "app.py"
-# The sample the README points to; the poller ignores its payload.
+# The sample the docs point to; the poller ignores its payload.
 SCHEDULE_EVENT: dict[str, Any] = json.loads((ROOT / "events" / "poller-schedule.json").read_text())
 _counter = itertools.count()
 

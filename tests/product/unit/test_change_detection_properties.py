@@ -292,7 +292,7 @@ def test_replayed_histories_keep_the_guarantees(history: tuple[list[Op], list[Po
         # Per operation, events follow the versions observed, and statuses are entered in rank order. A
         # crash followed by a stale read of an intermediate version is the one case that can publish an
         # older version after a newer one: the lost state write cannot be known (see
-        # README.md, "Change detection"). Keys stay right even then (checked above).
+        # docs/events.md). Keys stay right even then (checked above).
         if mode != "both":
             orders = [item.version.order for item in events]
             assert orders == sorted(orders)

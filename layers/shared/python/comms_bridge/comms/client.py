@@ -1,6 +1,6 @@
 """Client of the Twilio Comms API Email Operations endpoints.
 
-Behaviour on failure (see README.md, "The Comms API client"):
+Behaviour on failure (docs/comms-client.md):
 
 - 429 and 503 are retried after ``Retry-After`` (seconds or an HTTP date, the latter measured against
   the response's own ``Date`` so a skewed local clock does not matter), plus a capped, jittered backoff;

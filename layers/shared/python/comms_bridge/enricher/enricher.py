@@ -8,7 +8,7 @@ summary, publish it, alert SNS, alert Slack -- runs at most once to completion p
 stored. A Lambda retry after a partial failure replays the finished steps from the ledger (the same
 summary, no second post) and runs only the ones that failed.
 
-Failure policy (README.md, "Errors enricher"):
+Failure policy (docs/enricher.md):
 
 - Comms API 404 on the errors list: a summary with ``errorCount`` 0; ``truncated`` is true when the
   trigger counted failures (errors existed that could not be read); alerts say the details are gone.

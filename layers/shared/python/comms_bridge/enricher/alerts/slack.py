@@ -122,7 +122,7 @@ def render_slack_message(summary: ErrorsSummary) -> dict[str, Any]:
 
 
 def plain_rendering(message: dict[str, Any]) -> str:
-    """A plain-text view of a Block Kit message, roughly as Slack lays it out (for the README and logs)."""
+    """A plain-text view of a Block Kit message, roughly as Slack lays it out (for the docs and logs)."""
     lines: list[str] = []
     for block in message["blocks"]:
         kind = block["type"]
