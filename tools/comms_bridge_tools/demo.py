@@ -421,16 +421,9 @@ class DemoRun:
 
     def _function(self, aws: local_stack.LocalStack, logical_id: str) -> LambdaFunction:
         if logical_id not in self.functions:
-            resolver = aws.resolver()
-            props = aws.template["Resources"][logical_id]["Properties"]
-            defaults = aws.template.get("Globals", {}).get("Function", {})
             # Only what running the handler needs (roles, log groups and the like have no local value).
             wanted = ("CodeUri", "Handler", "Timeout", "MemorySize", "EventInvokeConfig")
-            setting = {
-                key: resolver.resolve(props[key] if key in props else defaults[key])
-                for key in wanted
-                if key in props or key in defaults
-            }
+            setting = aws.function_properties(logical_id, wanted)
             retries = setting.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", ASYNC_ATTEMPTS - 1)
             self.functions[logical_id] = LambdaFunction(
                 str(setting["CodeUri"]),

@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -342,8 +342,9 @@ class LocalStack:
             name = self.resolver().resolve(props.get("FunctionName")) or f"{self.prefix}-{logical_id}"
             self.resource_names[logical_id] = name
             self.resource_names[f"{logical_id}.Arn"] = self._arn("lambda", f"function:{name}")
-        for logical_id, _ in self._resources("AWS::Serverless::LayerVersion"):
-            self.resource_names[logical_id] = self._arn("lambda", f"layer:{self.prefix}-{logical_id}:1")
+        for logical_id, props in self._resources("AWS::Serverless::LayerVersion"):
+            name = self.resolver().resolve(props.get("LayerName")) or f"{self.prefix}-{logical_id}"
+            self.resource_names[logical_id] = self._arn("lambda", f"layer:{name}:1")
         for logical_id, props in self._resources("AWS::Logs::LogGroup"):
             name = self.resolver().resolve(props["LogGroupName"])
             self.resource_names[logical_id] = name
@@ -516,6 +517,18 @@ class LocalStack:
     def stalled_alert_queue_url(self) -> str:
         """Stands in for the alert topic as the target of StalledAlertRule."""
         return self.rule_queue_urls["StalledAlertRule"]
+
+    def function_properties(self, function_logical_id: str, keys: Iterable[str]) -> dict[str, Any]:
+        """Some of a function's properties as the template sets them here (Globals merged, conditions
+        applied, a property that resolves to ``AWS::NoValue`` left out). Only the keys asked for: roles and
+        the like have no local value."""
+        defaults = self.template.get("Globals", {}).get("Function", {})
+        props = self.template["Resources"][function_logical_id]["Properties"]
+        merged = {
+            key: props[key] if key in props else defaults[key] for key in keys if key in {**defaults, **props}
+        }
+        resolved: dict[str, Any] = self.resolver().resolve(merged)
+        return resolved
 
     def function_environment(self, function_logical_id: str) -> FunctionEnv:
         """The environment the template gives the function (Globals merged), resolved to local names."""

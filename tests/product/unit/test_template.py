@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 
@@ -131,8 +134,10 @@ def test_contract_parameters_and_defaults() -> None:
         }.items()
     )
     assert "Default" not in parameters["TwilioSecretArn"], "the secret must be chosen at deploy time"
-    for name in ("FailedCountThreshold", "FailedRateThreshold", "StallAfterMinutes"):
-        assert parameters[name]["Type"] == "Number"
+    assert parameters["StallAfterMinutes"]["Type"] == "Number"
+    # The thresholds are strings whose pattern admits only JSON numbers EventBridge can match on.
+    for name in ("FailedCountThreshold", "FailedRateThreshold"):
+        assert parameters[name]["Type"] == "String"
 
 
 def test_every_parameter_is_described_and_constrained() -> None:
@@ -247,8 +252,64 @@ def test_poller_function(default_stack: tuple[dict[str, Any], Resolver]) -> None
     (layer,) = function["Layers"]
     assert layer.startswith("<SharedLayer")  # SAM appends a content hash to the layer version id
     assert function["Handler"] == "app.lambda_handler"
-    assert function["ReservedConcurrentExecutions"] == 1
     assert function["Timeout"] == "60"
+
+
+def test_default_parameters_reserve_no_concurrency(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    """A first deploy with the defaults must work in a new account whose concurrency quota is 10, where
+    reserving any concurrency fails: the transformed template gives the poller no reservation."""
+    output, resolver = default_stack
+    function = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]
+    assert "ReservedConcurrentExecutions" not in function
+    for properties in _resources(output, resolver, "AWS::Lambda::Function").values():
+        assert "ReservedConcurrentExecutions" not in properties
+
+
+def test_poller_concurrency_can_be_reserved() -> None:
+    parameters = {**parameter_defaults(load_template()), **DEFAULTS, "ReservePollerConcurrency": "true"}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    function = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]
+    assert function["ReservedConcurrentExecutions"] == 1
+
+
+def test_shared_layer_is_named_per_stack(default_stack: tuple[dict[str, Any], Resolver]) -> None:
+    output, resolver = default_stack
+    (layer,) = _resources(output, resolver, "AWS::Lambda::LayerVersion").values()
+    assert layer["LayerName"] == "comms-bridge-shared"  # the resolver's stack name
+    assert "AWS::StackName" in json.dumps(
+        load_template()["Resources"]["SharedLayer"]["Properties"]["LayerName"]
+    )
+
+
+SCHEDULES = [str(value) for value in load_template()["Parameters"]["ScheduleExpression"]["AllowedValues"]]
+
+
+@pytest.mark.parametrize("expression", SCHEDULES)
+def test_schedule_period_is_derived_from_the_expression(expression: str) -> None:
+    """Nothing to keep in step by hand: the retry window, the lag alarm and the dashboard follow the
+    expression's own period."""
+    number, unit = expression.removeprefix("rate(").removesuffix(")").split()
+    period = int(number) * {"minute": 60, "hour": 3600}[unit.removesuffix("s")]
+    parameters = {**parameter_defaults(load_template()), **DEFAULTS, "ScheduleExpression": expression}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    (schedule,) = _resources(output, resolver, "AWS::Scheduler::Schedule").values()
+    assert schedule["ScheduleExpression"] == expression
+    assert schedule["Target"]["RetryPolicy"]["MaximumEventAgeInSeconds"] == period
+    alarm = _alarms(output, resolver)["CheckpointLagAlarm"]
+    by_id = {metric["Id"]: metric for metric in alarm["Metrics"]}
+    assert int(by_id["lag"]["MetricStat"]["Period"]) == period
+    assert by_id["periods"]["Expression"] == f"lag / {period}"
+    (dashboard,) = _resources(output, resolver, "AWS::CloudWatch::Dashboard").values()
+    (lag_widget,) = [
+        widget["properties"]
+        for widget in json.loads(dashboard["DashboardBody"])["widgets"]
+        if widget["properties"]["title"].startswith("Checkpoint lag")
+    ]
+    assert lag_widget["period"] == period
+    assert lag_widget["metrics"][1][0]["expression"] == f"lag / {period}"
+    assert "SchedulePeriodSeconds" not in load_template()["Parameters"]
 
 
 @pytest.mark.parametrize(
@@ -342,6 +403,73 @@ def test_errors_trigger_rule(default_stack: tuple[dict[str, Any], Resolver]) -> 
     assert target["Arn"] == "<ErrorsFunction.Arn>"
     assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
     assert target["DeadLetterConfig"] == {"Arn": "<ErrorsDeadLetterQueue.Arn>"}
+
+
+# EventBridge matches numbers of at most 1e9 (5e9 in later documentation) with six decimals of precision.
+EVENTBRIDGE_NUMERIC_LIMIT = 1_000_000_000
+EVENTBRIDGE_DECIMALS = 6
+
+
+def _threshold_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(load_template()["Parameters"][name]["AllowedPattern"])
+
+
+def _rule_pattern_with(count: str, rate: str) -> dict[str, Any]:
+    parameters = {
+        **parameter_defaults(load_template()),
+        **DEFAULTS,
+        "FailedCountThreshold": count,
+        "FailedRateThreshold": rate,
+    }
+    resolver = Resolver(template=load_template(), parameters=parameters, resource_names=_Placeholders())
+    props = load_template()["Resources"]["ErrorsFunction"]["Properties"]["Events"]["ErrorsTriggerRule"]
+    document: dict[str, Any] = json.loads(resolver.resolve(props["Properties"]["Pattern"]))
+    return document
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    count=st.from_regex(_threshold_pattern("FailedCountThreshold"), fullmatch=True),
+    rate=st.from_regex(_threshold_pattern("FailedRateThreshold"), fullmatch=True),
+)
+def test_every_accepted_threshold_is_a_number_eventbridge_matches(count: str, rate: str) -> None:
+    document = _rule_pattern_with(count, rate)  # valid JSON, whatever the two values
+    detail = document["detail"]
+    (matched_count,) = [v for v in detail["stats"]["failed"][0]["numeric"] if not isinstance(v, str)]
+    (matched_rate,) = [v for v in detail["rates"]["failed"][0]["numeric"] if not isinstance(v, str)]
+    assert isinstance(matched_count, int) and 0 <= matched_count < EVENTBRIDGE_NUMERIC_LIMIT
+    assert isinstance(matched_rate, int | float) and 0 <= matched_rate <= 1
+    assert len(rate.partition(".")[2]) <= EVENTBRIDGE_DECIMALS
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FailedCountThreshold", "010"),  # not JSON
+        ("FailedCountThreshold", "1e3"),
+        ("FailedCountThreshold", "-1"),
+        ("FailedCountThreshold", "2.5"),
+        ("FailedCountThreshold", "1000000000"),  # beyond EventBridge's numeric range
+        ("FailedCountThreshold", ""),
+        ("FailedRateThreshold", ".05"),  # not JSON
+        ("FailedRateThreshold", "5."),
+        ("FailedRateThreshold", "0.0000001"),  # seven decimals: EventBridge keeps six
+        ("FailedRateThreshold", "1.5"),
+        ("FailedRateThreshold", "5e-2"),
+        ("FailedRateThreshold", "+0.1"),
+    ],
+)
+def test_thresholds_eventbridge_cannot_match_are_refused(name: str, value: str) -> None:
+    assert _threshold_pattern(name).fullmatch(value) is None
+
+
+@pytest.mark.parametrize(
+    ("count", "rate"), [("0", "0"), ("10", "0.05"), ("999999999", "1.000000"), ("7", "1")]
+)
+def test_threshold_edges_are_accepted(count: str, rate: str) -> None:
+    assert _threshold_pattern("FailedCountThreshold").fullmatch(count)
+    assert _threshold_pattern("FailedRateThreshold").fullmatch(rate)
+    assert _rule_pattern_with(count, rate)["detail"]["stats"]["failed"] == [{"numeric": [">=", int(count)]}]
 
 
 def test_errors_function_has_an_on_failure_destination(
@@ -460,7 +588,7 @@ def test_checkpoint_lag_alarm_is_three_schedule_periods(
     stat = by_id["lag"]["MetricStat"]
     assert stat["Metric"]["Namespace"] == "CommsBridge"
     assert stat["Metric"]["MetricName"] == "CheckpointLagSeconds"
-    assert stat["Period"] == "60"
+    assert stat["Period"] == 60
     assert by_id["periods"]["Expression"] == "lag / 60"
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (3, "GreaterThanThreshold")
     assert alarm["TreatMissingData"] == "breaching", "a poller that stopped reporting must alarm too"
