@@ -7,6 +7,7 @@ SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
+UV_VERSION := 0.13.8
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
 .PHONY: help setup test lint typecheck cfn-lint unit docs demo bench build clean
@@ -57,6 +58,11 @@ bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and check the built layer
 	$(SAM_VENV)/bin/sam build --template template.yaml
 	$(BIN)/python -m comms_bridge_tools.check_build .aws-sam/build
+
+lock: $(STAMP) ## pin the layer's dependencies with their hashes: requirements.txt -> requirements.lock
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --quiet --generate-hashes --python-platform aarch64-manylinux_2_17 --python-version 3.13 \
+		--custom-compile-command "make lock" layers/shared/requirements.txt -o layers/shared/requirements.lock
 
 clean: ## remove the virtualenvs and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache site

@@ -7,6 +7,11 @@ ImportError in Lambda. This checks, per installed distribution, the wheel tags (
 pure Python) and the pinned version; per compiled module, its file name suffix and its ELF machine; and it
 resolves every top-level package name the way the target interpreter would (its extension suffixes, not
 ours). It prints the layer's size against the Lambda limits.
+
+The layer installs ``layers/shared/requirements.lock`` (every transitive dependency, pinned with its
+hashes). Every distribution in the layer must be one the lock names, at its version, and the other way
+round; and the wheel each was installed from (pip's install report, written beside the layer by
+``layers/shared/Makefile``) must have one of the lock's hashes for it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import json
 import os
 import re
 import sys
@@ -48,8 +54,12 @@ REQUIRED_IMPORTS: Final = (
     "boto3",
     "botocore",
 )
-REQUIREMENTS_FILE: Final = Path(__file__).resolve().parents[2] / "layers" / "shared" / "requirements.txt"
-_PIN: Final = re.compile(r"^\s*([A-Za-z0-9._-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+LAYER_SOURCE: Final = Path(__file__).resolve().parents[2] / "layers" / "shared"
+REQUIREMENTS_FILE: Final = LAYER_SOURCE / "requirements.txt"
+LOCK_FILE: Final = LAYER_SOURCE / "requirements.lock"
+INSTALL_REPORT: Final = f"{LAYER_NAME}.pip-report.json"  # beside the layer's build folder
+_PIN: Final = re.compile(r"^\s*([A-Za-z0-9._-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#\\]+)")
+_HASH: Final = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 
 
 @dataclass
@@ -149,6 +159,66 @@ def check_pins(dists: Iterable[Distribution], report: Report, requirements: Path
             report.fail(f"requirement {match.group(1)}=={version} is not in the layer")
         elif installed[name] != version:
             report.fail(f"requirement {match.group(1)}=={version}: layer has {installed[name]}")
+
+
+@dataclass(frozen=True)
+class Locked:
+    name: str
+    version: str
+    hashes: frozenset[str]
+
+
+def read_lock(lock: Path = LOCK_FILE) -> dict[str, Locked]:
+    """The lock's entries by normalized name: ``name==version \\`` lines, each followed by its hashes."""
+    entries: dict[str, Locked] = {}
+    current: tuple[str, str] | None = None
+    hashes: set[str] = set()
+    for line in [*lock.read_text(encoding="utf-8").splitlines(), ""]:
+        match = _PIN.match(line) if not line.startswith((" ", "#")) else None
+        if match or not line.strip():
+            if current is not None:
+                entries[normalize(current[0])] = Locked(current[0], current[1], frozenset(hashes))
+            current, hashes = (match.group(1), match.group(2)) if match else None, set()
+        hashes.update(_HASH.findall(line))
+    return entries
+
+
+def check_lock(dists: Iterable[Distribution], report: Report, lock: Path = LOCK_FILE) -> None:
+    """The layer holds exactly the lock's distributions at the lock's versions, and the lock pins each with
+    its hashes (what ``pip --require-hashes`` installed from)."""
+    locked = read_lock(lock)
+    installed = {normalize(d.name): d for d in dists}
+    for key, dist in sorted(installed.items()):
+        if key not in locked:
+            report.fail(f"{dist.name} {dist.version} is in the layer but not in {lock.name}")
+        elif locked[key].version != dist.version:
+            report.fail(
+                f"{lock.name} pins {locked[key].name}=={locked[key].version}: layer has {dist.version}"
+            )
+    for key, entry in sorted(locked.items()):
+        if key not in installed:
+            report.fail(f"{lock.name} pins {entry.name}=={entry.version}: not in the layer")
+        if not entry.hashes:
+            report.fail(f"{lock.name} pins {entry.name}=={entry.version} without a hash")
+    report.notes.append(f"{len(installed)} distributions, each as {lock.name} pins it")
+
+
+def check_install_report(path: Path, report: Report, lock: Path = LOCK_FILE) -> None:
+    """Each wheel pip installed into the layer has one of the lock's hashes for its name and version."""
+    if not path.is_file():
+        report.fail(f"{path}: missing (pip's install report; run make build again)")
+        return
+    locked = read_lock(lock)
+    installed = json.loads(path.read_text(encoding="utf-8")).get("install", [])
+    for item in installed:
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        digest = item.get("download_info", {}).get("archive_info", {}).get("hashes", {}).get("sha256")
+        entry = locked.get(normalize(name))
+        if entry is None or entry.version != version:
+            report.fail(f"installed {name} {version}, which {lock.name} does not pin")
+        elif digest not in entry.hashes:
+            report.fail(f"installed {name} {version} from a file whose hash {lock.name} does not list")
+    report.notes.append(f"{len(installed)} wheels installed, each with a hash {lock.name} lists")
 
 
 def extension_modules(site: Path) -> Iterator[Path]:
@@ -291,6 +361,8 @@ def check_build(build_dir: Path) -> Report:
     dists = read_distributions(site)
     check_distributions(dists, report)
     check_pins(dists, report)
+    check_lock(dists, report)
+    check_install_report(build_dir / INSTALL_REPORT, report)
     check_extensions(site, report)
     check_imports(site, dists, report)
     check_package_imports(site, "comms_bridge", report)
