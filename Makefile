@@ -5,21 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
 UV_VERSION := 0.13.8
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
-.PHONY: help setup test lint typecheck cfn-lint unit docs demo bench build clean
+.PHONY: help setup test lint typecheck cfn-lint unit docs demo local bench build deploy delete lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+# Two stages: what the demo and the local stack need (runtime dependencies, moto server, the simulator, the
+# renderer), then the lint/type/test/docs toolchain on top. `make demo` and `make local` stop at the first.
+$(DEMO_STAMP): requirements-demo.txt layers/shared/requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-demo.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(STAMP): $(DEMO_STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
 $(SAM_STAMP):
@@ -49,8 +56,11 @@ test: $(STAMP) lint typecheck cfn-lint docs ## everything CI runs: lint, types, 
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-demo: $(STAMP) ## the whole pipeline locally: simulator + moto server + both functions
-	$(BIN)/python -m comms_bridge_tools.demo
+demo: $(DEMO_STAMP) ## the whole pipeline locally: simulator + moto server + both functions (ARGS=--fast ...)
+	$(BIN)/python -m comms_bridge_tools.demo $(ARGS)
+
+local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the CLI; prints the exports (Ctrl-C stops)
+	$(BIN)/python -m comms_bridge_tools.local_up $(ARGS)
 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 	$(BIN)/python -m benchmarks.run
@@ -63,6 +73,20 @@ lock: $(STAMP) ## pin the layer's dependencies with their hashes: requirements.t
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip compile --quiet --generate-hashes --python-platform aarch64-manylinux_2_17 --python-version 3.13 \
 		--custom-compile-command "make lock" layers/shared/requirements.txt -o layers/shared/requirements.lock
+
+# The first deploy is guided and saves the answers in samconfig.toml; later ones read it (see
+# samconfig.toml.example). ARGS go to sam deploy, e.g. ARGS="--parameter-overrides AlertEmail=me@example.com".
+deploy: build ## sam deploy: --guided the first time, then from samconfig.toml (ARGS=...)
+	@if [ -f samconfig.toml ]; then \
+		echo "$(SAM_VENV)/bin/sam deploy $(ARGS)   (settings from samconfig.toml)"; \
+		$(SAM_VENV)/bin/sam deploy $(ARGS); \
+	else \
+		echo "no samconfig.toml yet: sam deploy --guided asks for each setting and saves your answers there"; \
+		$(SAM_VENV)/bin/sam deploy --guided $(ARGS); \
+	fi
+
+delete: $(SAM_STAMP) ## sam delete the stack of samconfig.toml (remove your own rules on its bus first)
+	$(SAM_VENV)/bin/sam delete $(ARGS)
 
 clean: ## remove the virtualenvs and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache site
