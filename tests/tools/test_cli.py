@@ -182,3 +182,121 @@ def test_credentials_from_the_environment_and_configuration_errors(
     code, _ = deployment.run("checkpoint", "show")
     assert code == 2
     assert "STATE_TABLE_NAME" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- mistakes: one line on stderr, exit 2
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (
+            ["checkpoint", "show"],
+            {"STATE_TABLE_NAME": "no-such-table"},
+            "table 'no-such-table' not found in us-east-1: set STATE_TABLE_NAME to the stack's",
+        ),
+        (
+            ["poll"],
+            {"STATE_TABLE_NAME": "no-such-table"},
+            "table 'no-such-table' not found in us-east-1",
+        ),
+        (
+            ["poll"],
+            {"EVENT_BUS_NAME": None},
+            "EVENT_BUS_NAME is not set: set it to the stack's bus (output EventBusName)",
+        ),
+        (
+            ["poll", "--dry-run"],
+            {"STALL_AFTER_SECONDS": "soon"},
+            "comms-bridge: invalid environment: STALL_AFTER_SECONDS: must be a whole number\n",
+        ),
+        (
+            ["poll", "--dry-run"],
+            {"BOOTSTRAP_MODE": "replay"},
+            "BOOTSTRAP_MODE: must be one of 'baseline' or 'emit'",
+        ),
+        (
+            ["operations", "list"],
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+            "could not read the Twilio secret (TWILIO_SECRET_ARN) in us-east-1: cannot reach 127.0.0.1:9: "
+            "connection refused",
+        ),
+        (
+            ["poll", "--dry-run"],
+            {"TWILIO_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf"},
+            "in us-east-1: ResourceNotFoundException: Secrets Manager can't find the specified secret",
+        ),
+        (
+            ["checkpoint", "show"],
+            {"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "TWILIO_SECRET_ARN": None},
+            "comms-bridge: AWS: no AWS region is set: set AWS_REGION\n",
+        ),
+    ],
+    ids=[
+        "table-not-found",
+        "table-not-found-in-a-run",
+        "no-bus-no-publish",
+        "invalid-number",
+        "invalid-choice",
+        "aws-unreachable",
+        "secret-not-found",
+        "no-region",
+    ],
+)
+def test_each_mistake_is_one_line_naming_what_to_fix(
+    deployment: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str | None],
+    expected: str,
+) -> None:
+    if env.get("TWILIO_SECRET_ARN", "") is None:
+        monkeypatch.setenv("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    code, _ = deployment.run(*argv)
+    assert code == 2
+    assert expected in _one_line(capsys)
+    assert deployment.published() == []
+
+
+def test_the_secret_is_read_in_aws_region(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_REGION alone (no AWS_DEFAULT_REGION, no profile) is enough, as for the other clients."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    code, text = deployment.run("poll", "--dry-run")
+    assert code == 0, text
+
+
+def test_a_dry_run_without_a_bus_says_which_bus_and_that_a_run_refuses(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVENT_BUS_NAME")
+    code, text = deployment.run("poll", "--dry-run")
+    assert code == 0, text
+    assert "would be published to bus 'default' (EVENT_BUS_NAME is not set: a real run refuses)" in text
+
+    monkeypatch.setenv("EVENT_BUS_NAME", "default")  # said explicitly: allowed
+    code, text = deployment.run("poll")
+    assert code == 0, text
+    assert "published 0 event(s) to bus 'default'" in text
+
+
+def test_an_unreachable_comms_api_names_its_host_and_the_cause(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMMS_API_BASE_URL", "http://127.0.0.1:9/v1")
+    code, text = deployment.run("poll", "--dry-run", "--time-budget", "30")
+    assert code == 1
+    assert "Comms API list_operations at 127.0.0.1:9 failed (connection refused) after 3 attempts" in text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -85,6 +86,12 @@ def _print_json(out: TextIO, value: Any) -> None:
 def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
     from comms_bridge.poller.dry_run import dry_run  # noqa: PLC0415
 
+    if not args.dry_run and not os.environ.get("EVENT_BUS_NAME"):
+        # The poller's default is the account's default bus; from a laptop that is rarely what was meant.
+        raise CliError(
+            "EVENT_BUS_NAME is not set: set it to the stack's bus (output EventBusName) before publishing "
+            "(EVENT_BUS_NAME=default to publish to the account's default bus)"
+        )
     runtime = _runtime()
     deadline = _deadline(args.time_budget)
     events: list[dict[str, Any]] = []
@@ -108,8 +115,9 @@ def _render_poll(
 
     console = make_console(file=out)
     if dry_run:
+        unset = "" if os.environ.get("EVENT_BUS_NAME") else " (EVENT_BUS_NAME is not set: a real run refuses)"
         console.print(
-            f"dry run: {len(events)} event(s) would be published to bus '{bus}'; nothing was written"
+            f"dry run: {len(events)} event(s) would be published to bus '{bus}'{unset}; nothing was written"
         )
         for event in events:
             detail = event["detail"]
@@ -307,13 +315,42 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         sys.stderr.write(f"comms-bridge: {exc}\n")
         return 2
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        sys.stderr.write(f"comms-bridge: AWS {error.get('Code', 'error')}: {error.get('Message', '')}\n")
+        sys.stderr.write(f"comms-bridge: {describe_client_error(exc)}\n")
         return 2
     except BotoCoreError as exc:
-        sys.stderr.write(f"comms-bridge: AWS: {exc}\n")
+        from comms_bridge.aws.errors import describe_failure  # noqa: PLC0415
+
+        sys.stderr.write(f"comms-bridge: AWS: {describe_failure(exc)}\n")
         return 2
     return code
+
+
+_TABLE_OPERATIONS: Final = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem"}
+    | {"TransactWriteItems", "TransactGetItems", "DescribeTable"}
+)
+
+
+def describe_client_error(exc: Any) -> str:
+    """An AWS error as the thing to fix: a table or bus that does not exist is named, with the variable
+    that points at it and the region it was looked up in."""
+    from comms_bridge.aws.errors import describe_failure, error_code  # noqa: PLC0415
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "the profile's region"
+    if error_code(exc) == "ResourceNotFoundException":
+        if exc.operation_name in _TABLE_OPERATIONS:
+            table = os.environ.get("STATE_TABLE_NAME", "")
+            return (
+                f"table '{table}' not found in {region}: set STATE_TABLE_NAME to the stack's StateTableName "
+                "output, and AWS_REGION to the stack's region"
+            )
+        if exc.operation_name == "PutEvents":
+            bus = os.environ.get("EVENT_BUS_NAME", "default")
+            return (
+                f"event bus '{bus}' not found in {region}: set EVENT_BUS_NAME to the stack's EventBusName "
+                "output, and AWS_REGION to the stack's region"
+            )
+    return f"AWS {exc.operation_name}: {describe_failure(exc)}"
 
 
 if __name__ == "__main__":

@@ -68,6 +68,22 @@ class EnvSettings(BaseModel):
             raise SettingsError(f"invalid environment: {describe_invalid_env(exc)}") from None
 
 
+_PLAIN_WORDING: Final = {
+    # pydantic's messages for the types settings use, in the words of an environment variable; never the
+    # value (it may be a secret).
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "enum": "must be one of {expected}",
+    "literal_error": "must be one of {expected}",
+}
+
+
 def describe_invalid_env(exc: ValidationError) -> str:
     """``NAME: problem; OTHER: problem``, each variable named once. Validators often name the variable in
     their own message (they also raise outside pydantic), and pydantic prefixes a ValueError's message
@@ -75,7 +91,8 @@ def describe_invalid_env(exc: ValidationError) -> str:
     problems: dict[str, list[str]] = {}
     for err in exc.errors():
         name = str(err["loc"][0]).upper() if err["loc"] else "environment"
-        message = err["msg"].removeprefix("Value error, ")
+        message = _PLAIN_WORDING.get(err["type"], err["msg"]).format(**err.get("ctx", {}))
+        message = message.removeprefix("Value error, ")
         if message.startswith(name) and message[len(name) : len(name) + 1] in (" ", ":"):
             message = message[len(name) :].lstrip(": ")
         if message not in problems.setdefault(name, []):

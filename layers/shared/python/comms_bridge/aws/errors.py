@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
+from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 RETRYABLE_CODES: Final = frozenset(
     {
@@ -47,3 +57,30 @@ def is_retryable(exc: ClientError) -> bool:
 
 def is_condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == CONDITION_FAILED
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A failure to reach or use AWS in words a person can act on: the host and the cause of a transport
+    failure, the missing setting, or the AWS error code. Looks through one library wrapper (Powertools'
+    ``GetParameterError``). Never carries secret material."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if isinstance(candidate, NoRegionError):
+            return "no AWS region is set: set AWS_REGION"
+        if isinstance(candidate, NoCredentialsError):
+            return "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        if isinstance(candidate, HTTPClientError | BotoConnectionError):
+            kwargs = getattr(candidate, "kwargs", {})
+            host = urlsplit(str(kwargs.get("endpoint_url", ""))).netloc or "the AWS endpoint"
+            if isinstance(candidate, ConnectTimeoutError | ReadTimeoutError):
+                return f"cannot reach {host}: timed out"
+            cause = str(kwargs.get("error", ""))
+            match = _ERRNO_TEXT.search(cause) or _ERRNO_TEXT.search(str(candidate.__context__ or ""))
+            return f"cannot reach {host}: {match.group(1).strip().lower() if match else 'connection failed'}"
+    code = error_code(exc)
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if isinstance(candidate, ClientError) and error_message(candidate):
+            return f"{code}: {error_message(candidate)}"
+    return code
+
+
+_ERRNO_TEXT: Final = re.compile(r"\[Errno -?\d+\] ([A-Za-z ]+)")

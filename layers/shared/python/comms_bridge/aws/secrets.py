@@ -3,9 +3,10 @@ for local runs. Messages name the variable or the AWS error code, never a secret
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final, Protocol
 
-from comms_bridge.aws.errors import error_code
+from comms_bridge.aws.errors import describe_failure
 from comms_bridge.comms.credentials import CommsCredentials, CredentialsError, credentials_from_secret
 from comms_bridge.settings import Settings, SettingsError
 
@@ -50,24 +51,50 @@ def load_credentials(
         ) from None
 
 
+def secret_region(secret_id: str, environ: Any = None) -> str | None:
+    """Where a secret is read: the region in its ARN (the only one it can be read in), else the region the
+    other clients use (``AWS_REGION``, then ``AWS_DEFAULT_REGION``). Powertools' default client would take
+    only ``AWS_DEFAULT_REGION`` or the profile's region, which a local run need not have."""
+    env = os.environ if environ is None else environ
+    parts = secret_id.split(":")
+    if len(parts) > 3 and parts[0] == "arn" and parts[3]:
+        return parts[3]
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+
+
+_PROVIDERS: dict[tuple[str | None, str | None], SecretsProviderLike] = {}
+
+
+def _provider_for(secret_id: str) -> SecretsProviderLike:
+    """One Powertools ``SecretsProvider`` per region (and endpoint) for the container's life: its cache is
+    what keeps a warm invocation from calling Secrets Manager."""
+    key = (secret_region(secret_id), os.environ.get("AWS_ENDPOINT_URL"))
+    if key not in _PROVIDERS:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
+        from comms_bridge.aws.clients import AwsClients  # noqa: PLC0415
+
+        _PROVIDERS[key] = SecretsProvider(boto3_client=AwsClients(region=key[0]).secretsmanager())
+    return _PROVIDERS[key]
+
+
 def _read_secret(
     arn: str, provider: SecretsProviderLike | None, *, max_age: int, force_fetch: bool
 ) -> object:
     # Imported here so that local runs with plain environment credentials do not need boto3 set up.
-    from aws_lambda_powertools.utilities.parameters import get_secret  # noqa: PLC0415
     from aws_lambda_powertools.utilities.parameters.exceptions import (  # noqa: PLC0415
         GetParameterError,
         TransformParameterError,
     )
 
     try:
-        if provider is not None:
-            return provider.get(arn, max_age=max_age, transform="json", force_fetch=force_fetch)
-        return get_secret(arn, transform="json", max_age=max_age, force_fetch=force_fetch)
+        source = provider if provider is not None else _provider_for(arn)
+        return source.get(arn, max_age=max_age, transform="json", force_fetch=force_fetch)
     except TransformParameterError:
         # The decoder's message may quote part of the secret, so it is not passed on.
         raise CredentialsError("the Twilio secret (TWILIO_SECRET_ARN) is not valid JSON") from None
     except GetParameterError as exc:
+        where = secret_region(arn) or "no region"
         raise CredentialsError(
-            f"could not read the Twilio secret (TWILIO_SECRET_ARN): {error_code(exc)}"
+            f"could not read the Twilio secret (TWILIO_SECRET_ARN) in {where}: {describe_failure(exc)}"
         ) from None

@@ -18,6 +18,7 @@ import copy
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -522,7 +523,7 @@ class CommsClient:
         self._sleep(delay)
 
     def _wait_after_transport_error(self, endpoint: str, exc: Exception, failures: int) -> None:
-        kind = "timeout" if isinstance(exc, requests.Timeout) else type(exc).__name__
+        kind = transport_cause(exc)
         delay = self.retry.delay(failures, None, self._rng())
         reason = ""
         if failures >= self.retry.transport_attempts:
@@ -530,8 +531,9 @@ class CommsClient:
         elif not self._fits_deadline(delay):
             reason = "with no time left to retry (deadline)"
         if reason:
+            host = urlsplit(self.base_url).netloc
             raise CommsTransportError(
-                self._redact(f"Comms API {endpoint} failed ({kind}) {reason}"),
+                self._redact(f"Comms API {endpoint} at {host} failed ({kind}) {reason}"),
                 attempts=failures,
                 endpoint=endpoint,
             ) from None
@@ -576,6 +578,29 @@ class CommsClient:
 
     def _redact(self, text: str) -> str:
         return self._redactor(text)
+
+
+def transport_cause(exc: Exception) -> str:
+    """What went wrong on the wire, in words a person can act on (``connection refused``, ``host name not
+    resolved``, ``timed out``), without the URL or anything else the exception text may carry."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection dropped mid-response"
+    text = str(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return "host name not resolved"
+    errno_text = _ERRNO_TEXT.search(text)
+    if errno_text:
+        return errno_text.group(1).strip().lower()
+    return type(exc).__name__
+
+
+_ERRNO_TEXT: Final = re.compile(r"\[Errno -?\d+\] ([A-Za-z ]+)")
 
 
 class _Redactor:
