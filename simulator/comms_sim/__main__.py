@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+import yaml
 
 from comms_sim.clock import AcceleratedClock, Clock, ManualClock, RealClock
 from comms_sim.faults import FaultRule
@@ -64,16 +67,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    scenario = Scenario.load(args.scenario)
-    clock: Clock
-    if args.manual:
-        clock = ManualClock(args.start)
-    elif args.speed is not None or args.start is not None:
-        clock = AcceleratedClock(args.start, args.speed or 1.0)
-    else:
-        clock = RealClock()
+class UsageError(Exception):
+    """A mistake in the command line or the scenario file: printed as one line, exit status 2."""
+
+
+def load_scenario(path: str) -> Scenario:
+    """The scenario, or a ``UsageError`` naming the file and what is wrong with it."""
+    try:
+        return Scenario.load(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such scenario file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        raise UsageError(message if message.startswith(path) else f"{path}: {message}") from None
+
+
+def make_clock(args: argparse.Namespace) -> Clock:
+    if args.speed is not None and args.speed <= 0:
+        raise UsageError(f"--speed must be a positive number, not {args.speed}")
+    try:
+        if args.manual:
+            return ManualClock(args.start)
+        if args.speed is not None or args.start is not None:
+            return AcceleratedClock(args.start, args.speed or 1.0)
+    except ValueError:
+        raise UsageError(
+            f"--start {args.start!r} is not an RFC 3339 time; use e.g. 2024-06-20T10:00:00Z"
+        ) from None
+    return RealClock()
+
+
+def start(args: argparse.Namespace) -> SimulatorServer:
+    scenario = load_scenario(args.scenario)
+    clock = make_clock(args)
     simulator = SimulatorServer(
         scenario,
         clock=clock,
@@ -85,7 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for rule in args.fault:
         simulator.faults.add(rule)
-    simulator.start()
+    try:
+        simulator.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            free = "pass --port 0 for any free port"
+            raise UsageError(
+                f"port {args.port} on {args.host} is in use: stop what uses it, or {free}"
+            ) from None
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     print(
         f"comms-sim: scenario {scenario.name!r} ({len(scenario.operations)} operations)"
         f" at {simulator.base_url}\n"
@@ -98,14 +140,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "  Ctrl-C to stop",
         flush=True,
     )  # fmt: skip
+    return simulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0 after Ctrl-C or SIGTERM; 2 for a mistake in the arguments or the scenario (one line on
+    stderr, no traceback)."""
+    args = build_parser().parse_args(argv)
+    simulator: SimulatorServer | None = None
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
+        simulator = start(args)
         stopped.wait()
+    except UsageError as exc:
+        print(f"comms-sim: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        pass
+        if simulator is None:
+            print("comms-sim: interrupted before it started", file=sys.stderr)
+            return 2
     finally:
-        simulator.stop()
+        if simulator is not None:
+            simulator.stop()
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -32,12 +33,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import boto3
+import yaml
 
 from comms_bridge.events.detail_types import DetailType
-from comms_bridge_tools import local_stack
+from comms_bridge_tools import local_stack, local_up
 from comms_bridge_tools.lambda_runtime import (
     ASYNC_ATTEMPTS,
     REPO_ROOT,
@@ -56,11 +58,19 @@ from comms_bridge_tools.timeline import (
     slack_payload_text,
 )
 
+if TYPE_CHECKING:
+    from comms_sim.scenario import Scenario
+
 STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
 # API-clock seconds per wall second: a one-minute schedule ticks ten times a second, slow enough to read.
 DEFAULT_SPEED: Final = 600.0
-DEMO_ACCOUNT_SID: Final = "AC" + "d3" * 16
-DEMO_AUTH_TOKEN: Final = "demo-auth-token-" + "0" * 16
+DEMO_ACCOUNT_SID: Final = local_up.LOCAL_ACCOUNT_SID
+DEMO_AUTH_TOKEN: Final = local_up.LOCAL_AUTH_TOKEN
+NEXT_STEPS: Final = (
+    ("deploy it", "make deploy  (docs/deploy.md)"),
+    ("the CLI, locally", "make local, paste the export lines it prints, then .venv/bin/comms-bridge poll"),
+    ("your own scenario", 'make demo ARGS="--scenario my.yaml"  (docs/simulator.md)'),
+)
 # Polls after the last scripted change: late stats and a stall need a poll to be seen.
 TRAILING_TICKS: Final = 2
 
@@ -265,6 +275,40 @@ class DemoOptions:
     speed: float | None = DEFAULT_SPEED
     no_color: bool = False
     expectations: Mapping[str, Expectation] | None = None
+    # The handlers' log file is removed after a run that passed, unless this is set.
+    keep_logs: bool = False
+
+
+class DemoInputError(Exception):
+    """A mistake in what the user gave the demo (the scenario file, an option): one line, exit status 2."""
+
+
+def load_scenario(path: Path) -> Scenario:
+    """The scenario at ``path``, or a ``DemoInputError`` naming the file and what is wrong with it."""
+    from comms_sim.scenario import Scenario  # noqa: PLC0415 -- keeps --help fast
+
+    try:
+        return Scenario.load(path)
+    except FileNotFoundError:
+        raise DemoInputError(f"{path}: no such scenario file") from None
+    except OSError as exc:
+        raise DemoInputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DemoInputError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise DemoInputError(f"{path}: not valid YAML: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        if not message.startswith(str(path)):
+            message = f"{path}: {message}"
+        raise DemoInputError(message) from None
+
+
+def all_before_first_poll(scenario: Scenario) -> bool:
+    """Every operation of the scenario exists when the first poll runs (at the scenario's ``now``)."""
+    return bool(scenario.operations) and all(op.created <= scenario.now for op in scenario.operations)
 
 
 def _clock_text(value: datetime) -> str:
@@ -363,9 +407,7 @@ class DemoRun:
         self.options = options
         self.timeline = timeline
         self.handler_output = handler_output
-        from comms_sim.scenario import Scenario  # noqa: PLC0415 -- keeps --help fast
-
-        self.scenario = Scenario.load(options.scenario)
+        self.scenario = load_scenario(options.scenario)
         self.names = {op.id: op.name for op in self.scenario.operations}
         self.result = DemoResult(scenario=self.scenario.name)
         self.result.operations = {
@@ -475,13 +517,10 @@ class DemoRun:
             slack = SlackReceiver().start()
             stack.callback(slack.stop)
 
-            session = boto3.session.Session()
-            aws = local_stack.LocalStack.provision(
-                session,
+            aws = local_up.provision(
+                boto3.session.Session(),
                 prefix=f"demo-{uuid.uuid4().hex[:6]}",
-                # Only what a deployment gets from outside: where the API is and the two secrets.
-                parameters={"CommsApiBaseUrl": sim.base_url},
-                twilio_secret={"accountSid": DEMO_ACCOUNT_SID, "authToken": DEMO_AUTH_TOKEN},
+                api_base_url=sim.base_url,
                 slack_webhook_url=slack.url,
             )
             routes = rule_routes(aws)
@@ -501,6 +540,14 @@ class DemoRun:
                 ticks=ticks,
                 now=clock.now(),
             )
+            if poller.environment.get("BOOTSTRAP_MODE", "baseline") == "baseline" and all_before_first_poll(
+                self.scenario
+            ):
+                self.timeline.note(
+                    "Every operation of this scenario exists before the first poll: a baseline "
+                    "(BootstrapMode baseline) records them silently, so only what changes after that poll "
+                    "is published."
+                )
             self.timeline.start_progress(ticks, "polls")
             try:
                 for tick in range(ticks):
@@ -636,10 +683,15 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
     """Run the demo, render its timeline on ``out`` (default stdout), check the story, return the result."""
     console = make_console(no_color=options.no_color, file=out)
     timeline = Timeline(console)
+    run = DemoRun(options, timeline, io.StringIO())  # the scenario is read before any file is made
     descriptor, log_path = tempfile.mkstemp(prefix="comms-bridge-demo-", suffix=".log")
-    with open(descriptor, "w", encoding="utf-8") as log:
-        result = DemoRun(options, timeline, log).run()
-    result.handler_log = log_path
+    try:
+        with open(descriptor, "w", encoding="utf-8") as log:
+            run.handler_output = log
+            result = run.run()
+    except KeyboardInterrupt:
+        Path(log_path).unlink(missing_ok=True)
+        raise
     expectations = options.expectations
     if expectations is None:
         # Another scenario has no script to check against: only the generic checks (handlers, schemas) apply.
@@ -661,8 +713,14 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
         wall_seconds=result.wall_seconds,
         polls=result.polls,
     )
-    timeline.note(f"handler logs (Powertools JSON): {log_path}")
+    if result.ok and not options.keep_logs:
+        Path(log_path).unlink(missing_ok=True)
+    else:
+        result.handler_log = log_path
+        timeline.note(f"handler logs (Powertools JSON): {log_path}")
     timeline.verdict(result.problems, story=bool(expectations))
+    if result.ok:
+        timeline.next_steps(NEXT_STEPS)
     return result
 
 
@@ -692,12 +750,17 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="no pacing: run the polls back to back")
     parser.add_argument("--no-color", action="store_true", help="plain text (also when NO_COLOR is set)")
     parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the handlers' log file after a run that passed"
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout (timeline on stderr)"
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Exit status 0: the run passed; 1: the pipeline did not do what was expected; 2: a mistake in the
+    input (one line on stderr, never a traceback) or Ctrl-C."""
     args = build_parser().parse_args(argv)
     if args.speed is not None and args.speed <= 0:
         build_parser().error("--speed must be positive")
@@ -705,9 +768,17 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         scenario=args.scenario,
         speed=None if args.fast else args.speed,
         no_color=args.no_color,
+        keep_logs=args.keep_logs,
     )
     stream = out if out is not None else sys.stdout
-    result = run_demo(options, out=sys.stderr if args.json else stream)
+    try:
+        result = run_demo(options, out=sys.stderr if args.json else stream)
+    except DemoInputError as exc:
+        sys.stderr.write(f"demo: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("demo: interrupted; the simulator and moto server are stopped\n")
+        return 2
     if args.json:
         stream.write(json.dumps(result.to_json(), indent=2) + "\n")
     return 0 if result.ok else 1

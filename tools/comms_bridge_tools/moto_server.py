@@ -16,11 +16,12 @@ FAKE_AWS_ENV = {
 
 
 class MotoServer:
-    """A ThreadedMotoServer on a free loopback port."""
+    """A ThreadedMotoServer on loopback: on a free port, or on ``port`` (which must be free: moto waits
+    forever for a server that could not bind)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint_url = ""
 
     def start(self) -> MotoServer:

@@ -365,6 +365,14 @@ class Timeline:
             table.add_row(escape(row.name), escape(path), escape(events or "-"), alerts, check)
         self.console.print(table)
 
+    def next_steps(self, steps: Sequence[tuple[str, str]]) -> None:
+        """A short "Next:" list: what a person can do after a run that passed."""
+        self.console.print()
+        self.console.print(Text("Next:", style="bold"))
+        width = max(len(label) for label, _ in steps)
+        for label, what in steps:
+            self.console.print(Text(f"  {label + ':':<{width + 1}}  {what}"), soft_wrap=True)
+
     def verdict(self, problems: Sequence[str], *, story: bool = True) -> None:
         """The last line; ``story`` False: a scenario without a script, only the generic checks ran."""
         if not problems:
