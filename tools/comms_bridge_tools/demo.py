@@ -540,30 +540,14 @@ class DemoRun:
                 ticks=ticks,
                 now=clock.now(),
             )
-            if poller.environment.get("BOOTSTRAP_MODE", "baseline") == "baseline" and all_before_first_poll(
-                self.scenario
-            ):
-                self.timeline.note(
-                    "Every operation of this scenario exists before the first poll: a baseline "
-                    "(BootstrapMode baseline) records them silently, so only what changes after that poll "
-                    "is published."
-                )
+            self._note_baseline_only(poller)
             self.timeline.start_progress(ticks, "polls")
             try:
                 for tick in range(ticks):
                     wall_tick = time.perf_counter()
-                    now = clock.now()
-                    poll = poller.invoke(payload)
-                    if isinstance(poll.result, dict) and poll.result.get("status") in ("partial", "failed"):
-                        errors = "; ".join(poll.result.get("errors") or [])
-                        self.result.problems.append(
-                            f"the poll at {_clock_text(now)} was {poll.result['status']}: {errors}"
-                        )
-                    self._drain_bus(aws, now)
-                    self._deliver(aws, routes, now)
-                    self._collect_alerts(aws, slack, now)
+                    self._poll(poller, payload, aws=aws, routes=routes, slack=slack, now=clock.now())
                     self.result.polls = tick + 1
-                    self.timeline.advance(tick + 1, _clock_text(now))
+                    self.timeline.advance(tick + 1, _clock_text(clock.now()))
                     if self.options.speed:
                         pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
                         if pause > 0:
@@ -574,11 +558,42 @@ class DemoRun:
 
         self.result.wall_seconds = time.perf_counter() - started
         for logical_id, function in self.functions.items():
-            failed = [inv for inv in function.invocations if not inv.ok]
             self.result.invocations[logical_id] = len(function.invocations)
-            for invocation in failed:
-                self.result.problems.append(f"{logical_id} invocation failed: {invocation.error}")
+            self.result.problems.extend(
+                f"{logical_id} invocation failed: {inv.error}" for inv in function.invocations if not inv.ok
+            )
         return self.result
+
+    def _poll(
+        self,
+        poller: LambdaFunction,
+        payload: Any,
+        *,
+        aws: local_stack.LocalStack,
+        routes: Sequence[RuleRoute],
+        slack: SlackReceiver,
+        now: datetime,
+    ) -> None:
+        """One tick: the poller, then everything its events set off (targets, alerts)."""
+        poll = poller.invoke(payload)
+        if isinstance(poll.result, dict) and poll.result.get("status") in ("partial", "failed"):
+            errors = "; ".join(poll.result.get("errors") or [])
+            status = poll.result["status"]
+            self.result.problems.append(f"the poll at {_clock_text(now)} was {status}: {errors}")
+        self._drain_bus(aws, now)
+        self._deliver(aws, routes, now)
+        self._collect_alerts(aws, slack, now)
+
+    def _note_baseline_only(self, poller: LambdaFunction) -> None:
+        """A scenario that only a baseline sees would otherwise look like a pipeline that does nothing."""
+        if poller.environment.get("BOOTSTRAP_MODE", "baseline") == "baseline" and all_before_first_poll(
+            self.scenario
+        ):
+            self.timeline.note(
+                "Every operation of this scenario exists before the first poll: a baseline "
+                "(BootstrapMode baseline) records them silently, so only what changes after that poll "
+                "is published."
+            )
 
     def _header(
         self,
