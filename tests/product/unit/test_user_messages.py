@@ -42,8 +42,8 @@ def test_a_refused_connection_is_said_in_words() -> None:
     with pytest.raises(requests.ConnectionError) as caught:
         requests.get(f"http://127.0.0.1:{_refused_port()}/", timeout=5)
     assert transport_cause(caught.value) == "connection refused"
-    assert transport_cause(requests.ConnectTimeout("x")) == "connect timed out"
-    assert transport_cause(requests.ReadTimeout("x")) == "timed out"
+    assert transport_cause(requests.ConnectTimeout("x")) == "connect timeout"
+    assert transport_cause(requests.ReadTimeout("x")) == "read timeout"
     assert transport_cause(requests.exceptions.SSLError("x")) == "TLS handshake failed"
     assert (
         transport_cause(requests.ConnectionError("NameResolutionError: no such host"))

@@ -582,11 +582,11 @@ class CommsClient:
 
 def transport_cause(exc: Exception) -> str:
     """What went wrong on the wire, in words a person can act on (``connection refused``, ``host name not
-    resolved``, ``timed out``), without the URL or anything else the exception text may carry."""
+    resolved``, ``read timeout``), without the URL or anything else the exception text may carry."""
     if isinstance(exc, requests.ConnectTimeout):
-        return "connect timed out"
+        return "connect timeout"
     if isinstance(exc, requests.Timeout):
-        return "timed out"
+        return "read timeout"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
