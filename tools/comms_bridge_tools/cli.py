@@ -38,8 +38,9 @@ environment:
   TWILIO_SECRET_ARN    Secrets Manager secret with the Twilio credentials, or else
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
   STATE_TABLE_NAME     the stack's state table (output StateTableName)
-  EVENT_BUS_NAME       the stack's bus (output EventBusName), EVENT_SOURCE (default twilio.comms)
-  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL   as for any AWS SDK
+  EVENT_BUS_NAME       the stack's bus (output EventBusName; poll refuses to publish without it)
+  EVENT_SOURCE         default twilio.comms
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL   as for any AWS SDK (the secret is read in its ARN's region)
 """
 
 
