@@ -231,10 +231,18 @@ def test_a_confirmed_stall_is_alerted_formatted_once_and_publishes_nothing() -> 
     ("api", "trigger_updated", "reason"),
     [
         ({"status": "COMPLETED"}, "2026-01-05T09:22:00Z", Unconfirmed.NOT_PROCESSING),
-        ({"status": "PROCESSING", "updated_at": "2026-01-05T09:50:00Z"}, "2026-01-05T09:22:00Z", Unconfirmed.MOVED_SINCE),
-        ({"status": "PROCESSING", "updated_at": "2026-01-05T09:40:00Z"}, "2026-01-05T09:40:00Z", Unconfirmed.NOT_STALLED_YET),
+        (
+            {"status": "PROCESSING", "updated_at": "2026-01-05T09:50:00Z"},
+            "2026-01-05T09:22:00Z",
+            Unconfirmed.MOVED_SINCE,
+        ),
+        (
+            {"status": "PROCESSING", "updated_at": "2026-01-05T09:40:00Z"},
+            "2026-01-05T09:40:00Z",
+            Unconfirmed.NOT_STALLED_YET,
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_stall_the_api_does_not_confirm_alerts_nobody(
     api: dict[str, Any], trigger_updated: str, reason: Unconfirmed
 ) -> None:
