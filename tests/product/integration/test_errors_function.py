@@ -46,6 +46,7 @@ START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 5, 11, 0, tzinfo=UTC)
 BAD_SEND = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
 ARCHIVED = "comms_operation_01h9krwprkeee8fzqspvwy6nq9"
+STUCK = "comms_operation_01h9krwprkeee8fzqspvwy6nqa"
 FAILED = 250
 PAGE_SIZE = 40
 SECRET_TOKEN = WEBHOOK_PATH.rsplit("/", 1)[-1]
@@ -69,6 +70,15 @@ SCENARIO = {
             "errors": {62001: 5, 62004: 3, 62006: 1, 62007: 1},
         },
         {"name": "archived", "id": ARCHIVED, "created": "-8d", "total": 40, "duration": "2m", "failed": 20},
+        {
+            "name": "stuck",
+            "id": STUCK,
+            "created": "0s",
+            "total": 500,
+            "duration": "10h",
+            "step": "30s",
+            "stall": {"at": "30m", "for": None},
+        },
     ],
 }
 
@@ -593,3 +603,39 @@ def test_a_record_whose_alert_failed_transiently_comes_back_and_alerts_once(worl
     assert len(world.mails()) == 1
     assert len(world.summaries()) == 1
     assert failure["itemIdentifier"]
+
+
+# -- Stalled (contract §4) -------------------------------------------------------------------------------
+
+
+def stall_event(world: World) -> dict[str, Any]:
+    """A *Stalled* event as the poller publishes it for the simulator's stuck operation."""
+    event = trigger_event(world.sim, STUCK, **{"detail-type": DetailType.STALLED.value})
+    event["detail"] |= {"stalledForSeconds": 5400, "status": "PROCESSING", "previousStatus": "PROCESSING"}
+    return event
+
+
+def test_a_stall_is_confirmed_and_alerted_formatted_once(world: World) -> None:
+    """Before: the stall reached e-mail as the raw event JSON and never reached Slack. After: one formatted
+    alert in each, from the API's numbers, and nothing again for the same eventKey."""
+    event = stall_event(world)
+    result = world.invoke(event)
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert world.invoke(event) == result
+    (mail,) = world.mails()
+    (post,) = world.slack.posts
+    assert mail["Subject"].startswith("[comms-bridge] Stalled, no progress for 1 hour 30 minutes")
+    assert '"detail-type"' not in mail["Message"]
+    assert STUCK in slack_text(post)
+    assert "no progress for 1 hour 30 minutes" in slack_text(post)
+    assert world.summaries() == []  # a stall publishes nothing
+    assert world.errors_requests() == 0
+
+
+def test_a_stall_that_moved_since_alerts_nobody(world: World) -> None:
+    event = stall_event(world)
+    event["detail"]["updatedAt"] = "2026-01-05T09:10:00Z"  # not the operation's updatedAt any more
+    result = world.invoke(event)
+    assert (result["confirmed"], result["reason"]) == (False, "moved_since")
+    assert world.mails() == []
+    assert world.slack.posts == []
