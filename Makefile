@@ -9,9 +9,12 @@ DEMO_STAMP := $(VENV)/.installed-demo
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION := 1.170.0
 UV_VERSION := 0.13.8
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
-.PHONY: help setup test lint typecheck cfn-lint unit docs demo local bench build deploy delete lock clean
+.PHONY: help setup test lint typecheck cfn-lint checkov unit docs demo local bench build deploy delete lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +37,12 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
+# Its own virtualenv: checkov pins versions of libraries the project uses too.
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
 setup: $(STAMP) ## create .venv with every dependency (done by the other targets too)
 
 lint: $(STAMP) ## ruff
@@ -47,10 +56,13 @@ cfn-lint: $(STAMP) $(SAM_STAMP) ## cfn-lint and sam validate --lint on template.
 	$(BIN)/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
+checkov: $(CHECKOV_STAMP) ## checkov on template.yaml: every finding fixed, or skipped next to its resource with a reason
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
 unit: $(STAMP) ## unit tests only (no servers)
 	$(BIN)/pytest tests/product/unit
 
-test: $(STAMP) lint typecheck cfn-lint docs ## everything CI runs: lint, types, template checks, all tests, the docs
+test: $(STAMP) lint typecheck cfn-lint checkov docs ## everything CI runs: lint, types, template checks, all tests, the docs
 	$(BIN)/pytest
 
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link fails)
@@ -89,4 +101,4 @@ delete: $(SAM_STAMP) ## sam delete the stack of samconfig.toml (remove your own 
 	$(SAM_VENV)/bin/sam delete $(ARGS)
 
 clean: ## remove the virtualenvs and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache site

@@ -1,7 +1,8 @@
 """A loopback reverse proxy in front of the moto server that injects AWS faults by rule and counts calls.
 
 Point ``AWS_ENDPOINT_URL`` at ``proxy.endpoint_url`` and every SDK call goes through it. A rule matches
-the ``X-Amz-Target`` header (``DynamoDB_20120810.BatchWriteItem``, ``AWSEvents.PutEvents``) and answers:
+the ``X-Amz-Target`` header (``DynamoDB_20120810.BatchWriteItem``, ``AWSEvents.PutEvents``) or, for the
+services on the query protocol, the service and ``Action`` (``sns.Publish``), and answers:
 
 * ``throttle``: 400 with the service's throttling error (DynamoDB: ProvisionedThroughputExceededException,
   others: ThrottlingException), without forwarding;
@@ -12,7 +13,9 @@ the ``X-Amz-Target`` header (``DynamoDB_20120810.BatchWriteItem``, ``AWSEvents.P
 * ``unprocessed`` (BatchWriteItem/BatchGetItem): nothing is forwarded, everything comes back as
   ``UnprocessedItems``/``UnprocessedKeys``;
 * ``fail_after_forward``: forward, then answer 500 anyway (the call's effect happened, the caller does
-  not know it).
+  not know it);
+* ``refuse``: ``status`` with the error ``error_code`` (``AuthorizationError``, 403: a permanent refusal),
+  without forwarding.
 
 ``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
 batch calls, for cost figures.
@@ -21,12 +24,14 @@ batch calls, for cost figures.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import requests
 
@@ -47,12 +52,13 @@ _HOP_BY_HOP = {
 @dataclass
 class AwsFault:
     target: str
-    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward
+    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward | refuse
     times: int | None = 1
     skip: int = 0
     entries: Callable[[int, dict[str, Any]], bool] | None = None  # (index, entry) -> fail it?
     error_code: str = "InternalFailure"
     error_message: str = "injected by aws_fault_proxy"
+    status: int = 400  # of a ``refuse``
     seen: int = 0
     fired: int = 0
 
@@ -108,7 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        target = self.headers.get("X-Amz-Target", "")
+        target = self.headers.get("X-Amz-Target", "") or _query_target(
+            self.headers.get("Authorization", ""), body
+        )
         with state.lock:
             state.calls[target] += 1
             state.entries[target] += _count_entries(target, body)
@@ -116,9 +124,11 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is None:
             self._forward(body)
         elif rule.kind == "throttle":
-            self._error(400, _throttle_type(target), "Rate exceeded (injected)")
+            self._error(400, _throttle_type(target), "Rate exceeded (injected)", target)
         elif rule.kind == "500":
-            self._error(500, "InternalServerError", "Internal server error (injected)")
+            self._error(500, "InternalServerError", "Internal server error (injected)", target)
+        elif rule.kind == "refuse":
+            self._error(rule.status, rule.error_code, rule.error_message, target)
         elif rule.kind == "fail_after_forward":
             self._forward(body, send=False)
             self._error(500, "InternalServerError", "Internal server error after the write (injected)")
@@ -168,7 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
             answer["Responses"] = {table: [] for table in request.get("RequestItems", {})}
         self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/x-amz-json-1.0"})
 
-    def _error(self, status: int, error_type: str, message: str) -> None:
+    def _error(self, status: int, error_type: str, message: str, target: str = "") -> None:
+        if target.startswith(tuple(f"{service}." for service in _QUERY_SERVICES)):
+            xml = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{error_type}</Code><Message>{message}"
+                "</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            )
+            self._send(status, xml.encode(), {"Content-Type": "text/xml"})
+            return
         payload = json.dumps({"__type": error_type, "message": message}).encode()
         self._send(
             status, payload, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": error_type}
@@ -183,9 +200,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+_QUERY_SERVICES = ("sns", "sqs", "sts")
+
+
+def _query_target(authorization: str, body: bytes) -> str:
+    """``sns.Publish`` for a query-protocol call: the service from the signature's credential scope, the
+    action from the form body."""
+    match = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", authorization)
+    if not match or not body:
+        return ""
+    action = parse_qs(body.decode("utf-8", errors="replace")).get("Action", [""])[0]
+    return f"{match.group(1)}.{action}" if action else ""
+
+
 def _throttle_type(target: str) -> str:
     if target.startswith("DynamoDB_"):
         return "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+    if target.startswith("sns."):
+        return "Throttled"
     return "ThrottlingException"
 
 

@@ -4,7 +4,8 @@ idempotency store, shared by the enricher's and the runtime's unit tests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -14,9 +15,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-from comms_bridge.comms.models import OperationError, OperationErrorsPage, SkippedItem
-from comms_bridge.enricher.ports import AlertFailed, SummaryNotPublished
+from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound
+from comms_bridge.comms.models import EmailOperation, OperationError, OperationErrorsPage, SkippedItem
+from comms_bridge.enricher.ports import Alert, AlertFailed, SummaryNotPublished
 from comms_bridge.enricher.summary import ErrorsSummary
+
+ACCOUNT_SID = "AC51515151515151515151515151515151"  # the account of events/errors-trigger.json
 
 
 def page(
@@ -84,13 +88,94 @@ class FakeTarget:
         self.name = name
         self.failures = list(failures or [])
         self.attempts = 0
-        self.delivered: list[ErrorsSummary] = []
+        self.delivered: list[Alert] = []
 
-    def send(self, summary: ErrorsSummary) -> None:
+    def send(self, alert: Alert) -> None:
         self.attempts += 1
         if self.failures:
             raise self.failures.pop(0)
-        self.delivered.append(summary)
+        self.delivered.append(alert)
+
+
+def operation(
+    operation_id: str,
+    *,
+    status: str = "COMPLETED",
+    updated_at: str = "2026-01-05T09:22:00Z",
+    **stats: int,
+) -> EmailOperation:
+    counters = {
+        "total": 1000,
+        "recipients": 1000,
+        "attempts": 1000,
+        "scheduled": 0,
+        "queued": 0,
+        "sent": 880,
+        "delivered": 865,
+        "opened": 300,
+        "undelivered": 15,
+        "failed": 120,
+        "canceled": 0,
+    } | stats
+    return EmailOperation.model_validate(
+        {
+            "id": operation_id,
+            "status": status,
+            "stats": counters,
+            "createdAt": "2026-01-05T09:02:00Z",
+            "updatedAt": updated_at,
+        }
+    )
+
+
+class FakeComms:
+    """The Comms API as the confirmation sees it: the operations it knows, its clock, the account."""
+
+    def __init__(
+        self,
+        operations: Mapping[str, EmailOperation] | None = None,
+        *,
+        account_sid: str = ACCOUNT_SID,
+        now: datetime = datetime(2026, 1, 5, 9, 30, tzinfo=UTC),
+        fail_with: CommsApiError | None = None,
+        errors: FakeSource | None = None,
+    ) -> None:
+        self.errors = errors
+        self.operations = dict(operations or {})
+        self.account_sid = account_sid
+        self.clock = now
+        self.fail_with = fail_with
+        self.fetches = 0
+
+    def fetch_operation(self, operation_id: str) -> EmailOperation:
+        self.fetches += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        if operation_id not in self.operations:
+            raise CommsNotFound("Comms API fetch_operation: not found", status=404)
+        return self.operations[operation_id]
+
+    def now(self) -> datetime:
+        return self.clock
+
+    def list_operation_errors(self, operation_id: str, *, max_items: int, page_size: int) -> FakePages:
+        if self.errors is None:
+            raise AssertionError("this FakeComms serves no errors")
+        return self.errors.list_operation_errors(operation_id, max_items=max_items, page_size=page_size)
+
+
+class MemoryBudget:
+    """The hourly alert cap in memory (one hour, as a test takes less)."""
+
+    def __init__(self, per_hour: int = 3) -> None:
+        self.per_hour = per_hour
+        self.taken: dict[str, int] = {}
+
+    def take(self, operation_id: str) -> bool:
+        if self.taken.get(operation_id, 0) >= self.per_hour:
+            return False
+        self.taken[operation_id] = self.taken.get(operation_id, 0) + 1
+        return True
 
 
 class MemoryLedger:

@@ -106,34 +106,39 @@ def test_the_high_failure_send_is_summarized_and_alerted_once_per_trigger(summar
         assert trigger["status"] == "COMPLETED"
         assert detail["errorCount"] == trigger["detail"]["stats"]["failed"]
         assert detail["errorGroups"][0]["code"] == 62001  # the story's most frequent error
-    slack = [a for a in summary["alerts"] if a["channel"] == "slack"]
+    slack = [a for a in summary["alerts"] if a["channel"] == "slack" and a["operationId"] == op_id]
     sns = [a for a in summary["alerts"] if a["channel"] == "sns" and a["operationId"] == op_id]
     assert len(slack) == len(summaries) == len(sns)
-    assert all(a["operationId"] == op_id for a in slack)
     assert "120 of 1,000 emails failed" in slack[0]["body"]
     assert "120 of 1,000" in sns[0]["title"]
 
 
 def test_the_errors_function_runs_only_when_the_rule_matches(summary: dict[str, Any]) -> None:
-    # The only operation past both thresholds is high-failure; every errors invocation produced a summary.
+    # The only operation past both thresholds is high-failure; every errors invocation produced a summary,
+    # except the one for the stall (the errors function alerts stalls too, and publishes nothing for them).
     summarized = {e["operationId"] for e in summary["events"] if e["detailType"] == SUMMARIZED}
     assert summarized == {_operation(summary, "high-failure")["operationId"]}
     assert summary["invocations"]["ErrorsFunction"] == len(
-        [e for e in summary["events"] if e["detailType"] == SUMMARIZED]
+        [e for e in summary["events"] if e["detailType"] in (SUMMARIZED, STALLED)]
     )
     reminder = _operation(summary, "reminder")  # completes with 2 failed: below the count threshold
     assert reminder["statusPath"][-1] == "COMPLETED"
     assert not _events(summary, "reminder", SUMMARIZED)
 
 
-def test_the_stalled_send_is_reported_once_and_mailed(summary: dict[str, Any]) -> None:
+def test_the_stalled_send_is_reported_once_and_alerted_formatted(summary: dict[str, Any]) -> None:
+    """Before issue 13: one SNS mail holding the raw event JSON, nothing in Slack. After: one formatted
+    alert in each."""
     stalls = _events(summary, "stalled", STALLED)
     assert len(stalls) == 1
     assert stalls[0]["detail"]["stalledForSeconds"] >= 1800
     op_id = _operation(summary, "stalled")["operationId"]
-    mails = [a for a in summary["alerts"] if a["operationId"] == op_id]
-    assert [a["channel"] for a in mails] == ["sns"]
-    assert "Email Operation Stalled" in mails[0]["body"]
+    alerts = sorted((a for a in summary["alerts"] if a["operationId"] == op_id), key=lambda a: a["channel"])
+    assert [a["channel"] for a in alerts] == ["slack", "sns"]
+    for alert in alerts:
+        assert "Email Operation Stalled" in alert["body"]
+        assert "progress for 30 minutes" in alert["body"]
+        assert '"detail-type"' not in alert["body"]  # not the event's JSON
 
 
 def test_statuses_and_late_stats(summary: dict[str, Any]) -> None:

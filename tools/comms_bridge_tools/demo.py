@@ -99,8 +99,9 @@ class Expectation:
 
     ``final_status`` None: the operation must produce no event at all (it was there before the first poll,
     which records silently, or it is beyond retention). ``alerts``: ``errors`` = each Errors Summarized
-    event came with exactly one Slack message and one SNS mail; ``stall`` = each Stalled event with one SNS
-    mail and no Slack message; ``none`` = no alert.
+    event came with exactly one Slack message and one SNS mail; ``stall`` = each Stalled event with one
+    Slack message and one SNS mail (the errors function confirms and formats stalls too); ``none`` = no
+    alert.
     """
 
     final_status: str | None
@@ -258,7 +259,7 @@ def _check_operation(record: OperationRecord, expected: Expectation) -> list[str
             problems.append(f"{summaries} error summaries but {slack} Slack and {sns} SNS alert(s)")
     elif expected.alerts == "stall":
         stalls = record.events[_STALL]
-        if not stalls or sns != stalls or slack:
+        if not stalls or sns != stalls or slack != stalls:
             problems.append(f"{stalls} stall(s) but {sns} SNS and {slack} Slack alert(s)")
     elif slack or sns:
         problems.append(f"{slack} Slack and {sns} SNS alert(s), expected none")
@@ -359,13 +360,16 @@ class RuleRoute:
 
 
 def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
-    """Every rule of the template with its targets, read from the template itself."""
+    """Every rule of the template with its targets, read from the template itself. A target queue that a
+    function's SQS event reads (ErrorsQueue) stands for that function."""
     resolver = aws.resolver()
     function_arns = {
         aws.resource_names[f"{logical_id}.Arn"]: logical_id
         for logical_id, resource in aws.template["Resources"].items()
         if resource.get("Type") == "AWS::Serverless::Function"
     }
+    for function_id, _, props in local_stack.function_events(aws.template, "SQS"):
+        function_arns[str(resolver.resolve(props["Queue"]))] = function_id
     routes: list[RuleRoute] = []
     for logical_id, resource in aws.template["Resources"].items():
         if resource.get("Type") != "AWS::Events::Rule" or logical_id not in aws.rule_queue_urls:

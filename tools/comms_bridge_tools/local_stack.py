@@ -510,12 +510,18 @@ class LocalStack:
 
     @property
     def errors_trigger_queue_url(self) -> str:
-        """Stands in for ErrorsFunction as the target of ErrorsTriggerRule."""
-        return self.rule_queue_urls["ErrorsTriggerRule"]
+        """Stands in for ErrorsQueue as the target of ErrorsTriggerRule (logical id
+        ``ErrorsFunctionErrorsTriggerRule``, the id SAM gave it when it was the function's own event)."""
+        urls = self.rule_queue_urls
+        return (
+            urls["ErrorsTriggerRule"]
+            if "ErrorsTriggerRule" in urls
+            else urls["ErrorsFunctionErrorsTriggerRule"]
+        )
 
     @property
     def stalled_alert_queue_url(self) -> str:
-        """Stands in for the alert topic as the target of StalledAlertRule."""
+        """Stands in for ErrorsQueue as the target of StalledAlertRule."""
         return self.rule_queue_urls["StalledAlertRule"]
 
     def function_properties(self, function_logical_id: str, keys: Iterable[str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from tests.product.fault_suite import faults
 
@@ -39,3 +40,18 @@ def test_each_rule_knows_its_kind_and_some_runs_are_quiet() -> None:
         assert len(plan.owners) == len(plan.comms_rules) + len(plan.aws_faults)
         assert set(plan.owners) <= set(plan.kinds)
     assert any(plan.quiet for plan in drawn)
+
+
+def test_a_planned_fault_that_never_fired_is_named() -> None:
+    """Before issue 13 nothing noticed that faults aimed at TransactWriteItems (a call the poller never
+    makes) never fired; the suite now fails on any planned kind whose rules never answered a request."""
+    planned = Counter({"checkpoint_write_fails": 3, "comms_429": 2, "overlap": 1})
+    assert faults.never_fired(planned, Counter({"comms_429": 4})) == ["checkpoint_write_fails"]
+    assert faults.never_fired(planned, Counter({"comms_429": 1, "checkpoint_write_fails": 2})) == []
+
+
+def test_aws_faults_aim_only_at_calls_the_poller_makes() -> None:
+    targets = {f.target for plan in plans(5, 400) for f in plan.aws_faults}
+    # The poller reads its checkpoint through the lease's UpdateItem and writes state with BatchWriteItem:
+    # it makes no TransactWriteItems and no GetItem call (only the dry run reads with GetItem).
+    assert not targets & {faults.DYNAMODB + "TransactWriteItems", faults.DYNAMODB + "GetItem"}

@@ -5,9 +5,12 @@ injected on both sides: the Comms API (429, 503, 500, timeouts, malformed JSON, 
 simulator FaultRules, AWS (DynamoDB throttling, PutEvents throttling and partial failures, state and
 checkpoint writes that fail after publishing) through the fault proxy in front of moto, runs cut off by
 their time budget, and two overlapping invocations. Everything the bus accepted is captured by a catch-all
-rule into SQS and compared with the simulator's history (tests/product/fault_suite/ground_truth.py). Then the
-events that match ErrorsTriggerRule are delivered to the errors function, twice or more, some concurrently,
-and the alerts are counted against the distinct triggering keys.
+rule into SQS and compared with the simulator's history (tests/product/fault_suite/ground_truth.py). Every
+kind of fault planned must have fired at least once, each at a call the code really makes. Then the events
+that match ErrorsTriggerRule, and forged ones (another account, an unknown operation, a healthy operation
+claiming 1,000,000 failures), are delivered to the errors function as SQS batches from its queue, twice or
+more, some concurrently, while Slack answers 429, 500 and 400 and SNS fails transiently (500) and for good
+(AuthorizationError); the alerts are counted against the distinct triggering keys.
 
     FAULT_SEED=123 pytest tests/product/fault_suite          # another seed (the default is fixed)
     FAULT_RUNS=400 pytest tests/product/fault_suite          # a longer run
@@ -15,6 +18,7 @@ and the alerts are counted against the distinct triggering keys.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -28,8 +32,8 @@ from typing import Any, Final
 import pytest
 
 from benchmarks.rig import Rig, running_rig, scheduled_event
-from benchmarks.support import LambdaFunction, lambda_function
-from comms_bridge_tools.lambda_runtime import Invocation, as_delivered
+from benchmarks.support import AwsFault, LambdaFunction, lambda_function
+from comms_bridge_tools.lambda_runtime import as_delivered
 from comms_bridge_tools.slack_receiver import SlackReceiver
 from comms_sim import ManualClock, Scenario
 from comms_sim.ids import operation_id
@@ -133,6 +137,7 @@ class SuiteLog:
     published: list[dict[str, Any]] = field(default_factory=list)
     faults_by_kind: Counter[str] = field(default_factory=Counter)
     faults_fired: Counter[str] = field(default_factory=Counter)
+    targets_seen: Counter[str] = field(default_factory=Counter)
 
 
 def _outcome(invocation: Any) -> str:
@@ -171,6 +176,7 @@ class Suite:
             invocations = [self._invoke(self.rng.choice(self.containers), plan.budget_seconds)]
         record = RunRecord(index, at, plan.kinds, [_outcome(i) for i in invocations])
         record.fired = faults.clear(plan, self.rig.simulator, self.rig.proxy)
+        self.log.targets_seen.update(faults.targets_seen(plan))
         self.log.faults_fired.update(record.fired)
         self.log.faults_by_kind.update(plan.kinds)
         self.log.published.extend(self.rig.published())
@@ -185,28 +191,85 @@ def _truth(rig: Rig) -> list[TrueVersion]:
     ]
 
 
-def _deliver_errors(rig: Rig, rng: random.Random) -> tuple[set[str], Counter[str]]:
-    """Deliver every event ErrorsTriggerRule matched to the errors function, each at least twice (some
-    three times, some concurrently), as EventBridge's at-least-once delivery may. An invocation that fails
-    is retried like Lambda retries an asynchronous event: later (here: after the concurrent copies are
-    done, where Lambda waits a minute), at most twice."""
+FOREIGN_ACCOUNT: Final = "AC" + "f" * 32
+UNKNOWN_OPERATION: Final = operation_id("fault-suite:never-created")
+
+
+def _forged(triggers: list[dict[str, Any]], published: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events anyone with PutEvents on the bus could have sent (contract §6): each must alert nobody."""
+    if not triggers:
+        return []
+    real = triggers[0]
+    healthy = as_delivered(  # as the rule would deliver it: the whole EventBridge envelope
+        next(
+            e
+            for e in published
+            if e["detail-type"] == STATUS_CHANGED
+            and e["detail"]["status"] == "COMPLETED"
+            and e["detail"]["stats"]["failed"] == 0
+        )
+    )
+    million = dict(healthy["detail"]["stats"]) | {"total": 1_000_000, "failed": 1_000_000}
+    claims = [
+        (real, {"accountSid": FOREIGN_ACCOUNT}),
+        (real, {"operationId": UNKNOWN_OPERATION}),
+        (healthy, {"stats": million, "rates": {"failed": 1.0}}),
+    ]
+    return [
+        event | {"id": str(uuid.uuid4()), "detail": event["detail"] | {"eventKey": uuid.uuid4().hex} | claim}
+        for event, claim in claims
+    ]
+
+
+def _queue_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The SQS event Lambda's event source mapping passes for one message of ErrorsQueue."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": uuid.uuid4().hex,
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:errors-queue",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+
+
+def _deliver_errors(
+    rig: Rig, rng: random.Random, published: list[dict[str, Any]]
+) -> tuple[set[str], list[dict[str, Any]], Counter[str]]:
+    """Deliver every event ErrorsTriggerRule matched, and the forged ones, to the errors function as
+    ErrorsQueue's event source mapping does, each at least twice (some three times, some concurrently), as
+    EventBridge's at-least-once delivery may. A record the function reports failed comes back, like the
+    queue redelivers it after its visibility timeout (here: after the concurrent copies are done), up to
+    the queue's maxReceiveCount."""
     triggers = [as_delivered(e) for e in rig.stack.drain(rig.stack.errors_trigger_queue_url, 0)]
     keys = {str(event["detail"]["eventKey"]) for event in triggers}
+    forged = _forged(triggers, published)
     function = lambda_function(
         "errors", environment=rig.function_environment("ErrorsFunction", POWERTOOLS_LOG_LEVEL="WARNING"),
         timeout_seconds=60,
     )  # fmt: skip
+    queue = rig.stack.template["Resources"]["ErrorsQueue"]["Properties"]
+    receives = int(queue["RedrivePolicy"]["maxReceiveCount"])
     outcomes: Counter[str] = Counter()
 
-    def once(event: dict[str, Any]) -> Invocation:
-        invocation = function.invoke(event)
-        error_type = str(invocation.error).partition(":")[0]
-        outcomes["invocations ok" if invocation.ok else f"invocations failed ({error_type})"] += 1
-        return invocation
+    def once(event: dict[str, Any]) -> bool:
+        invocation = function.invoke(_queue_record(event))
+        failed = not invocation.ok or bool((invocation.result or {}).get("batchItemFailures"))
+        outcomes["records failed (redelivered)" if failed else "records done"] += 1
+        return not failed
 
     if triggers:  # the cold start, before any concurrency
         once(triggers[0])
-    for event in triggers:
+    mixed = triggers + forged
+    rng.shuffle(mixed)
+    for event in mixed:
         copies = rng.choice((2, 2, 3))
         if rng.random() < 0.3:
             outcomes["concurrent deliveries"] += copies
@@ -214,13 +277,13 @@ def _deliver_errors(rig: Rig, rng: random.Random) -> tuple[set[str], Counter[str
                 first = list(pool.map(once, [event] * copies))
         else:
             first = [once(event) for _ in range(copies)]
-        for invocation in first:
-            last, retries = invocation, 0
-            while not last.ok and retries < function.async_attempts - 1:
-                retries += 1
-                last = once(event)
-            outcomes["deliveries given up" if not last.ok else "deliveries handled"] += 1
-    return keys, outcomes
+        for first_done in first:
+            done, received = first_done, 1
+            while not done and received < receives:
+                received += 1
+                done = once(event)
+            outcomes["deliveries handled" if done else "deliveries given up"] += 1
+    return keys, forged, outcomes
 
 
 # A run takes about a second (more with retries after faults); a longer FAULT_RUNS gets a longer timeout.
@@ -272,13 +335,40 @@ def test_fault_suite(
             for problem in detail_errors(e["detail-type"], e["detail"])
         ]
 
+        poller_calls = dict(rig.proxy.calls)  # every AWS call the poller runs made, faulted or not
         alert_rng = random.Random(SEED + 1)
-        slack.script("429")  # one throttled post: the function must wait and post once, not twice
-        trigger_keys, deliveries = _deliver_errors(rig, alert_rng)
-        slack_posts = slack.delivered
+        # Slack: one throttled post (wait, post once), one 500 (posted again), one 400 (lost for good: the
+        # alarm's metric). SNS: six 500s (more than botocore's 3 attempts: a record comes back), then
+        # one AuthorizationError (lost for good).
+        slack.script("429", "500", "400")
+        sns_faults = [
+            rig.proxy.add(AwsFault(target="sns.Publish", kind="500", times=6)),
+            rig.proxy.add(
+                AwsFault(target="sns.Publish", kind="refuse", error_code="AuthorizationError", status=403)
+            ),
+        ]
+        trigger_keys, forged, deliveries = _deliver_errors(rig, alert_rng, suite.log.published)
+        sns_fired = [fault.fired for fault in sns_faults]
+        rig.proxy.clear()
+        slack_answers = Counter(post.answered for post in slack.posts)
+        slack_posts = [post for post in slack.posts if post.answered == "ok"]
         sns_messages = rig.stack.drain_alerts(wait=0.5)
         summaries = [e for e in rig.published() if e["detail-type"] == ERRORS_SUMMARIZED]
         summarized_keys = Counter(str(e["detail"]["trigger"]["eventKey"]) for e in summaries)
+        cap = int(rig.stack.parameters["MaxAlertsPerOperationPerHour"])
+
+    per_operation = Counter(str(e["detail"]["operationId"]) for e in summaries)
+    forged_marks = [
+        FOREIGN_ACCOUNT,
+        UNKNOWN_OPERATION,
+        "1,000,000",
+        *(str(e["detail"]["eventKey"]) for e in forged),
+    ]
+    forged_alerts = [
+        text
+        for text in [json.dumps(post.body) for post in slack.posts] + [json.dumps(m) for m in sns_messages]
+        if any(mark in text for mark in forged_marks)
+    ] + [key for key in summarized_keys if key in forged_marks]
 
     runs = suite.log.runs
     outcomes = Counter(o if not o.startswith("error") else "error" for r in runs for o in r.outcomes)
@@ -288,11 +378,14 @@ def test_fault_suite(
         f"runs: {sum(r.quiet for r in runs[1:])} quiet, {sum(bool(r.kinds) for r in runs)} with faults; "
         f"invocation outcomes {dict(sorted(outcomes.items()))}",
         f"faults planned by kind: {dict(sorted(suite.log.faults_by_kind.items()))}; "
-        f"times a fault answered a request: {dict(sorted(suite.log.faults_fired.items()))}",
+        f"times a fault answered a request: {dict(sorted(suite.log.faults_fired.items()))}; "
+        f"requests to each faulted AWS call while armed: {dict(sorted(suite.log.targets_seen.items()))}",
         "ground truth vs published:",
         *(f"  {line}" for line in verdict.summary().splitlines()),
         f"errors function: {len(trigger_keys)} distinct triggering keys, {dict(sorted(deliveries.items()))}, "
-        f"Slack posts {len(slack_posts)}, SNS messages {len(sns_messages)}, summaries {len(summaries)}",
+        f"Slack posts {len(slack_posts)} (answers {dict(sorted(slack_answers.items()))}), SNS messages "
+        f"{len(sns_messages)} (SNS faults fired {sns_fired}), summaries {len(summaries)}, forged triggers "
+        f"{len(forged)} (alerts naming them: {len(forged_alerts)})",
     ]
     with capsys.disabled():
         print("\n" + "\n".join(report))
@@ -301,6 +394,18 @@ def test_fault_suite(
     assert not schema_problems, f"seed {SEED}: events off their JSON Schema: {schema_problems[:5]}"
     assert verdict.counts["status changes published"] > 0, "the scenario produced no status changes"
     assert trigger_keys, "no event matched ErrorsTriggerRule: the suite did not exercise the errors function"
-    assert len(slack_posts) == len(trigger_keys), f"seed {SEED}: Slack posts != distinct triggering keys"
-    assert len(sns_messages) == len(trigger_keys), f"seed {SEED}: SNS messages != distinct triggering keys"
+    unfired = faults.never_fired(suite.log.faults_by_kind, suite.log.faults_fired)
+    assert not unfired, f"seed {SEED}: planned faults that never fired: {unfired}"
+    uncalled = sorted(target for target in suite.log.targets_seen if not poller_calls.get(target))
+    assert not uncalled, f"seed {SEED}: faults aimed at calls the code never made: {uncalled}"
+    assert trigger_keys, "no event matched ErrorsTriggerRule: the suite did not exercise the errors function"
+    assert max(per_operation.values()) <= cap, f"seed {SEED}: the hourly cap bit: {per_operation}"
+    # One alert per distinct key, less the one each target refused for good (counted for the alarm).
+    assert slack_answers["400"] == 1
+    assert sns_fired == [6, 1]
+    assert deliveries["records failed (redelivered)"], "no transient SNS failure made a record come back"
+    assert len(slack_posts) == len(trigger_keys) - 1, f"seed {SEED}: Slack posts != distinct keys - 1"
+    assert len(sns_messages) == len(trigger_keys) - 1, f"seed {SEED}: SNS messages != distinct keys - 1"
     assert set(summarized_keys) == trigger_keys, f"seed {SEED}: summaries do not cover every trigger"
+    assert not forged_alerts, f"seed {SEED}: forged triggers alerted: {forged_alerts[:3]}"
+    assert not deliveries["deliveries given up"], f"seed {SEED}: records left for the dead-letter queue"

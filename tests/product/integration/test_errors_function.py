@@ -46,6 +46,7 @@ START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 5, 11, 0, tzinfo=UTC)
 BAD_SEND = "comms_operation_01h9krwprkeee8fzqspvwy6nq8"
 ARCHIVED = "comms_operation_01h9krwprkeee8fzqspvwy6nq9"
+STUCK = "comms_operation_01h9krwprkeee8fzqspvwy6nqa"
 FAILED = 250
 PAGE_SIZE = 40
 SECRET_TOKEN = WEBHOOK_PATH.rsplit("/", 1)[-1]
@@ -69,6 +70,15 @@ SCENARIO = {
             "errors": {62001: 5, 62004: 3, 62006: 1, 62007: 1},
         },
         {"name": "archived", "id": ARCHIVED, "created": "-8d", "total": 40, "duration": "2m", "failed": 20},
+        {
+            "name": "stuck",
+            "id": STUCK,
+            "created": "0s",
+            "total": 500,
+            "duration": "10h",
+            "step": "30s",
+            "stall": {"at": "30m", "for": None},
+        },
     ],
 }
 
@@ -285,25 +295,23 @@ def test_duplicate_event_alerts_each_target_once(world: World, capsys: pytest.Ca
     assert capsys.readouterr().out.count('"DuplicateTriggers":[1.0]') == 2
 
 
-def test_sns_failure_fails_the_invocation_and_the_retry_alerts_sns_only(world: World) -> None:
+def test_sns_refusing_for_good_is_counted_for_the_alarm_and_not_retried(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     world.stack.client("sns").delete_topic(TopicArn=world.stack.alert_topic_arn)  # SNS answers NotFound
     event = trigger_event(world.sim)
 
-    with pytest.raises(EnrichmentIncomplete, match=r"sns alert: SNS Publish failed: NotFound"):
-        world.invoke(event)
-    assert len(world.summaries()) == 1
-    assert len(world.slack.posts) == 1
-    assert world.mails() == []
-
-    # The operator restores the topic (same name, same ARN); Lambda's asynchronous retry runs the same event.
-    world.stack.create_topic("AlertTopic")
     result = world.invoke(event)
 
-    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
-    assert len(world.mails()) == 1
-    assert len(world.slack.posts) == 1
+    assert result["alerts"] == {"sns": "failed", "slack": "sent"}
+    assert '"PermanentAlertFailures":[1.0]' in capsys.readouterr().out  # PermanentAlertFailuresAlarm
     assert len(world.summaries()) == 1
-    assert world.errors_requests() == -(-FAILED // PAGE_SIZE)
+    assert len(world.slack.posts) == 1
+    # The same trigger again (a duplicate delivery) is answered from its record: nothing sent twice.
+    world.stack.create_topic("AlertTopic")
+    assert world.invoke(event) == result
+    assert world.mails() == []
+    assert len(world.slack.posts) == 1
 
 
 # -- bad input ----------------------------------------------------------------------------------------
@@ -313,9 +321,9 @@ def test_event_not_ours_is_refused_without_alerts(world: World) -> None:
     event = trigger_event(world.sim, source="aws.ec2")
     with pytest.raises(InvalidTriggerEvent, match=r"source: expected 'twilio\.comms'"):
         world.invoke(event)
-    stalled = trigger_event(world.sim, **{"detail-type": DetailType.STALLED.value})
+    summary = trigger_event(world.sim, **{"detail-type": DetailType.ERRORS_SUMMARIZED.value})
     with pytest.raises(InvalidTriggerEvent, match="detail-type"):
-        world.invoke(stalled)
+        world.invoke(summary)
     assert world.summaries() == []
     assert world.mails() == []
     assert world.slack.posts == []
@@ -335,18 +343,19 @@ def test_event_missing_a_field_names_it(world: World) -> None:
     assert world.mails() == []
 
 
-def test_operation_past_retention_404(world: World) -> None:
+def test_operation_the_api_no_longer_knows_alerts_nobody(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Past retention the API answers 404 for the operation itself: the trigger cannot be confirmed
+    # (contract §6), so nothing is read, published or alerted, and it is counted.
     result = world.invoke(trigger_event(world.sim, ARCHIVED))
-    (summary,) = world.summaries()
-    validate_detail(summary["detail-type"], summary["detail"])
-    assert summary["detail"]["errorCount"] == 0
-    assert summary["detail"]["truncated"] is True
-    assert summary["detail"]["errorGroups"] == []
-    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
-    (mail,) = world.mails()
-    assert "no longer available" in mail["Message"]
-    assert "20 of 40 emails failed" in mail["Subject"]
-    assert "no longer available" in slack_text(world.slack.posts[0])
+    assert result["confirmed"] is False
+    assert result["reason"] == "unknown_operation"
+    assert '"UnconfirmedTriggers":[1.0]' in capsys.readouterr().out
+    assert world.summaries() == []
+    assert world.mails() == []
+    assert world.slack.posts == []
+    assert world.errors_requests() == 0
 
 
 # -- Comms API faults -------------------------------------------------------------------------------------
@@ -444,20 +453,36 @@ def test_slack_429_until_out_of_attempts_is_retried_by_lambda(world: World) -> N
     assert len(world.summaries()) == 1
 
 
-@pytest.mark.parametrize("behaviour", ["500", "hang", "400"])
-def test_slack_failure_that_may_have_posted_is_not_retried(
+@pytest.mark.parametrize("behaviour", ["500", "hang"])
+def test_slack_transient_failure_is_posted_again_until_slack_has_it(
     world: World, behaviour: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Contract §4: a 5xx or a timeout is transient. Slack may have posted it: a second copy is the price
+    # of never losing the alert.
     world.slack.script(behaviour)
     event = trigger_event(world.sim)
     result = world.invoke(event)
-    assert result["alerts"] == {"sns": "sent", "slack": "failed"}
-    assert world.invoke(event) == result  # a duplicate (or retry) does not post again
-    assert [p.answered for p in world.slack.posts] == [behaviour]
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert world.invoke(event) == result  # a duplicate does not post again
+    assert [p.answered for p in world.slack.posts] == [behaviour, "ok"]
     assert len(world.mails()) == 1
     assert len(world.summaries()) == 1
     output = capsys.readouterr()
-    assert '"AlertFailures"' in output.out
+    assert '"PermanentAlertFailures"' not in output.out
+    assert SECRET_TOKEN not in output.out + output.err
+
+
+def test_slack_permanent_failure_is_counted_for_the_alarm_and_not_retried(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.slack.script("400")
+    event = trigger_event(world.sim)
+    result = world.invoke(event)
+    assert result["alerts"] == {"sns": "sent", "slack": "failed"}
+    assert world.invoke(event) == result
+    assert [p.answered for p in world.slack.posts] == ["400"]
+    output = capsys.readouterr()
+    assert '"PermanentAlertFailures":[1.0]' in output.out
     assert SECRET_TOKEN not in output.out + output.err
 
 
@@ -497,3 +522,120 @@ def test_debug_logging_never_shows_secrets(
     assert "errors summarized" in everything
     assert SECRET_TOKEN not in everything
     assert world.sim.auth_token not in everything
+
+
+# -- through the errors queue (contract §6) -------------------------------------------------------------
+
+
+def queue_batch(world: World, *events: dict[str, Any]) -> dict[str, Any]:
+    """Put the events on the template's ErrorsQueue (as the rules do) and receive them as the event source
+    mapping does: the SQS event Lambda passes to the handler."""
+    sqs = world.stack.client("sqs")
+    url = str(world.stack.resource_names["ErrorsQueue.QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for event in events:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+    messages: list[dict[str, Any]] = []
+    while len(messages) < len(events):
+        messages += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def forged(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    return event | {"detail": event["detail"] | {"eventKey": uuid.uuid4().hex} | detail}
+
+
+def test_a_queue_batch_alerts_what_the_api_confirms_and_nothing_forged(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a forged event alerted "1,000,000 of 1,000,000 emails failed", a foreign accountSid was
+    alerted. After: the API's numbers are shown, the foreign account and the unknown operation alert
+    nobody."""
+    real = trigger_event(world.sim)
+    million = dict.fromkeys(EmailOperationStats.model_fields, 0) | {
+        "total": 1_000_000,
+        "recipients": 1_000_000,
+        "attempts": 1_000_000,
+        "failed": 1_000_000,
+    }
+    inflated = forged(real, stats=million, rates={"failed": 1.0})
+    foreign = forged(real, accountSid="AC" + "f" * 32)
+    unknown = forged(real, operationId="comms_operation_01h9krwprkeee8fzqspvwy6zzz")
+
+    response = world.invoke(queue_batch(world, inflated, foreign, unknown))
+
+    assert response == {"batchItemFailures": []}
+    (summary,) = world.summaries()
+    assert summary["detail"]["stats"]["failed"] == FAILED
+    (mail,) = world.mails()
+    (post,) = world.slack.posts
+    assert "250 of 1,000 emails failed" in mail["Subject"]
+    assert "1,000,000" not in mail["Subject"] + mail["Message"] + slack_text(post)
+    assert '"UnconfirmedTriggers":[1.0,1.0]' in capsys.readouterr().out  # one metric blob per batch
+
+
+def test_a_record_whose_alert_failed_transiently_comes_back_and_alerts_once(world: World) -> None:
+    world.slack.retry_after = "0"
+    world.slack.script("429", "429", "429")
+    event = trigger_event(world.sim)
+
+    first = world.invoke(queue_batch(world, event))
+
+    (failure,) = first["batchItemFailures"]
+    # The queue delivers the record again after its visibility timeout; only Slack is still missing.
+    assert world.invoke(queue_batch(world, event)) == {"batchItemFailures": []}
+    assert len(world.slack.delivered) == 1
+    assert len(world.mails()) == 1
+    assert len(world.summaries()) == 1
+    assert failure["itemIdentifier"]
+
+
+# -- Stalled (contract §4) -------------------------------------------------------------------------------
+
+
+def stall_event(world: World) -> dict[str, Any]:
+    """A *Stalled* event as the poller publishes it for the simulator's stuck operation."""
+    event = trigger_event(world.sim, STUCK, **{"detail-type": DetailType.STALLED.value})
+    event["detail"] |= {"stalledForSeconds": 5400, "status": "PROCESSING", "previousStatus": "PROCESSING"}
+    return event
+
+
+def test_a_stall_is_confirmed_and_alerted_formatted_once(world: World) -> None:
+    """Before: the stall reached e-mail as the raw event JSON and never reached Slack. After: one formatted
+    alert in each, from the API's numbers, and nothing again for the same eventKey."""
+    event = stall_event(world)
+    result = world.invoke(event)
+    assert result["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert world.invoke(event) == result
+    (mail,) = world.mails()
+    (post,) = world.slack.posts
+    assert mail["Subject"].startswith("[comms-bridge] Stalled, no progress for 1 hour 30 minutes")
+    assert '"detail-type"' not in mail["Message"]
+    assert STUCK in slack_text(post)
+    assert "no progress for 1 hour 30 minutes" in slack_text(post)
+    assert world.summaries() == []  # a stall publishes nothing
+    assert world.errors_requests() == 0
+
+
+def test_a_stall_that_moved_since_alerts_nobody(world: World) -> None:
+    event = stall_event(world)
+    event["detail"]["updatedAt"] = "2026-01-05T09:10:00Z"  # not the operation's updatedAt any more
+    result = world.invoke(event)
+    assert (result["confirmed"], result["reason"]) == (False, "moved_since")
+    assert world.mails() == []
+    assert world.slack.posts == []

@@ -142,7 +142,8 @@ def test_trigger_matches_exactly_the_documented_condition(
     assert len(_triggered(stack)) == int(expected)
 
 
-def test_stalled_events_go_to_the_alert_target(stack: LocalStack) -> None:
+def test_stalled_events_go_to_the_alerter(stack: LocalStack) -> None:
+    """StalledAlertRule feeds ErrorsQueue, like ErrorsTriggerRule: the alerter confirms and formats stalls."""
     stalled = _detail(status="PROCESSING", failed=0, stalledForSeconds=1800)
     stack.put_event(STALLED, stalled)
     stack.put_event(STATUS_CHANGED, _detail(status="PROCESSING", failed=0))

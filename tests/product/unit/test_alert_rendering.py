@@ -231,9 +231,9 @@ def test_sns_body_is_a_readable_plain_text_mail() -> None:
     assert f"  Account    {ACCOUNT}" in lines
     assert any(line.split() == ["failed", "120", "12.0%"] for line in lines)
     assert any(line.split() == ["total", "1,000"] for line in lines)
-    assert "  1. 60 x code 62001: The recipient address is invalid." in lines
+    assert lines[lines.index("  1. 60 x code 62001") + 1] == "     | The recipient address is invalid."
     assert "     e.g. comms_email_01a, comms_email_01b" in lines
-    assert "  3. 2 x no code: (no message)" in lines
+    assert lines[lines.index("  3. 2 x no code") + 1] == "     | (no message)"
     assert "Errors read: 92, all of them (3 distinct errors)." in lines
     assert max(len(line) for line in lines) <= 78
     assert "<" not in body

@@ -1,4 +1,5 @@
-"""The enricher's orchestration with fake I/O: reading policy, step ledger replay, alert failure policy."""
+"""The enricher's orchestration with fake I/O: confirmation against the API, the hourly cap, reading policy,
+step ledger replay, alert failure policy."""
 
 from __future__ import annotations
 
@@ -16,36 +17,62 @@ from comms_bridge.enricher.ports import AlertFailed
 from comms_bridge.enricher.settings import EnricherSettings
 from comms_bridge.enricher.trigger import parse_trigger
 from comms_bridge.settings import SettingsError
-from tests.support.enricher_fakes import Counter, FakeSink, FakeSource, FakeTarget, MemoryLedger, errors, page
+from tests.support.enricher_fakes import (
+    Counter,
+    FakeComms,
+    FakeSink,
+    FakeSource,
+    FakeTarget,
+    MemoryBudget,
+    MemoryLedger,
+    errors,
+    operation,
+    page,
+)
 
 SAMPLE = Path(__file__).resolve().parents[3] / "events" / "errors-trigger.json"
+OPERATION_ID = "comms_operation_52yfjxxdab954gq5z2zza5sv9a"  # the sample's operation
 
 
-def trigger() -> Any:
-    return parse_trigger(json.loads(SAMPLE.read_text(encoding="utf-8")), expected_source="twilio.comms")
+def trigger(**detail: Any) -> Any:
+    event = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    event["detail"].update(detail)
+    return parse_trigger(event, expected_source="twilio.comms")
 
 
 class Rig:
     def __init__(
-        self, source: FakeSource, *, sink: FakeSink | None = None, targets: list[FakeTarget] | None = None
+        self,
+        source: FakeSource,
+        *,
+        sink: FakeSink | None = None,
+        targets: list[FakeTarget] | None = None,
+        comms: FakeComms | None = None,
+        budget: MemoryBudget | None = None,
     ):
         self.source = source
         self.sink = sink or FakeSink()
         self.targets = targets if targets is not None else [FakeTarget("sns"), FakeTarget("slack")]
+        self.comms = comms or FakeComms({OPERATION_ID: operation(OPERATION_ID)})
+        self.budget = budget or MemoryBudget()
         self.ledger = MemoryLedger()
         self.telemetry = Counter()
 
-    def run(self, max_errors: int = 1000, time_left: Callable[[], float] = lambda: 60.0) -> dict[str, Any]:
+    def run(
+        self, max_errors: int = 1000, time_left: Callable[[], float] = lambda: 60.0, **detail: Any
+    ) -> dict[str, Any]:
         enricher = Enricher(
+            comms=self.comms,
             errors=self.source,
             sink=self.sink,
             targets=list(self.targets),
+            budget=self.budget,
             ledger=self.ledger,
             telemetry=self.telemetry,
             max_errors=max_errors,
             time_left=time_left,
         )
-        return enricher.run(trigger())
+        return enricher.run(trigger(**detail))
 
 
 def test_happy_path_reads_groups_publishes_and_alerts_each_target_once() -> None:
@@ -95,14 +122,28 @@ def test_retryable_alert_failure_fails_the_run_and_the_retry_sends_only_that_tar
     assert rig.telemetry.counts[("AlertFailures", "sns")] == 1
 
 
-def test_ambiguous_alert_failure_is_recorded_counted_and_never_retried() -> None:
-    slack = FakeTarget("slack", [AlertFailed("HTTP 500", retryable=False, kind="server_error")])
+def test_permanent_alert_failure_is_recorded_counted_for_the_alarm_and_never_retried() -> None:
+    slack = FakeTarget("slack", [AlertFailed("HTTP 404 no_service", retryable=False, kind="rejected")])
     rig = Rig(FakeSource([page(errors(2))]), targets=[FakeTarget("sns"), slack])
     assert rig.run()["alerts"] == {"sns": "sent", "slack": "failed"}
     assert rig.run()["alerts"] == {"sns": "sent", "slack": "failed"}
     assert slack.attempts == 1
     assert rig.telemetry.counts[("AlertFailures", "slack")] == 1
+    assert rig.telemetry.counts[("PermanentAlertFailures", None)] == 1
     assert ("AlertsSent", "slack") not in rig.telemetry.counts
+
+
+def test_transient_alert_failures_are_retried_until_the_target_has_the_alert_once() -> None:
+    transient = [AlertFailed(f"HTTP {s}", retryable=True, kind="server_error") for s in (500, 502, 503)]
+    slack = FakeTarget("slack", transient)
+    rig = Rig(FakeSource([page(errors(2))]), targets=[FakeTarget("sns"), slack])
+    for _ in range(3):
+        with pytest.raises(EnrichmentIncomplete, match="slack alert"):
+            rig.run()
+    assert rig.run()["alerts"] == {"sns": "sent", "slack": "sent"}
+    assert len(slack.delivered) == 1
+    assert rig.targets[0].attempts == 1
+    assert ("PermanentAlertFailures", None) not in rig.telemetry.counts
 
 
 def test_publish_failure_still_alerts_then_fails_and_the_retry_publishes_once() -> None:
@@ -111,6 +152,7 @@ def test_publish_failure_still_alerts_then_fails_and_the_retry_publishes_once() 
         rig.run()
     assert rig.sink.published == []
     assert all(len(t.delivered) == 1 for t in rig.targets)
+    assert rig.telemetry.counts[("PublishFailures", None)] == 1
     result = rig.run()
     assert result["published"] is True
     assert len(rig.sink.published) == 1

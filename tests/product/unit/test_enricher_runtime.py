@@ -21,11 +21,14 @@ from comms_bridge.enricher.trigger import InvalidTriggerEvent
 from comms_bridge.settings import SettingsError
 from tests.support.enricher_fakes import (
     Counter,
+    FakeComms,
     FakeSink,
     FakeSource,
     FakeTarget,
+    MemoryBudget,
     MemoryPersistenceLayer,
     errors,
+    operation,
     page,
 )
 
@@ -89,14 +92,22 @@ def test_settings_are_checked_before_anything_is_built() -> None:
 # -- replays -------------------------------------------------------------------------------------------
 
 
+OPERATION_ID = "comms_operation_52yfjxxdab954gq5z2zza5sv9a"  # the sample's operation
+
+
 class FakePorts:
     def __init__(self, source: FakeSource, targets: list[FakeTarget]) -> None:
         self.source = source
+        self.comms = FakeComms({OPERATION_ID: operation(OPERATION_ID)}, errors=source)
         self.sink = FakeSink()
         self.targets = targets
+        self.budget = MemoryBudget()
 
-    def errors_source(self, time_left: Callable[[], float]) -> FakeSource:
-        return self.source
+    def errors_source(self, time_left: Callable[[], float]) -> FakeComms:
+        return self.comms
+
+    def alert_budget(self, prefix: str) -> MemoryBudget:
+        return self.budget
 
     def summary_sink(self) -> FakeSink:
         return self.sink

@@ -55,9 +55,16 @@ def test_stats_changed_is_accepted_and_unknown_detail_fields_ignored() -> None:
     assert parse_trigger(event, expected_source="twilio.comms").detail_type == DetailType.STATS_CHANGED
 
 
-@pytest.mark.parametrize(
-    "detail_type", ["Email Operation Stalled", "Email Operation Errors Summarized", "EC2"]
-)
+def test_stalled_is_a_trigger_too() -> None:
+    event = json.loads((SAMPLE.parent / "stalled.json").read_text(encoding="utf-8"))
+    trigger = parse_trigger(event, expected_source="twilio.comms")
+    assert trigger.is_stall
+    assert trigger.detail.updated_at == event["detail"]["updatedAt"]
+    assert trigger.detail.stalled_for_seconds == event["detail"]["stalledForSeconds"]
+    assert not parse_trigger(sample(), expected_source="twilio.comms").is_stall
+
+
+@pytest.mark.parametrize("detail_type", ["Email Operation Errors Summarized", "EC2"])
 def test_other_detail_types_are_not_ours(detail_type: str) -> None:
     event = sample()
     event["detail-type"] = detail_type

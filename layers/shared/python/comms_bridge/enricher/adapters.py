@@ -1,27 +1,39 @@
-"""The real implementations of the enricher's ports: EventBridge, SNS, Slack, the Powertools step ledger
-and Powertools metrics."""
+"""The real implementations of the enricher's ports: EventBridge, SNS, Slack, the hourly alert budget in
+DynamoDB, the Powertools step ledger and Powertools metrics."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
-from comms_bridge.aws.errors import error_code
+from comms_bridge.aws.errors import RETRYABLE_CODES, error_code, is_condition_failed
 from comms_bridge.aws.eventbridge import EventPublisher, EventTooLargeError, OutgoingEvent
 from comms_bridge.enricher.alerts.slack import render_slack_message
 from comms_bridge.enricher.alerts.sns import render_sns
 from comms_bridge.enricher.alerts.webhook import SlackPostError, SlackWebhook
-from comms_bridge.enricher.ports import AlertFailed, SummaryNotPublished
+from comms_bridge.enricher.ports import Alert, AlertFailed, SummaryNotPublished
 from comms_bridge.enricher.summary import ERRORS_SUMMARIZED, ErrorsSummary
 from comms_bridge.observability import Observability
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
+
+SNS_TRANSIENT_CODES: Final = RETRYABLE_CODES | {
+    "Throttled",
+    "Throttling",
+    "InternalError",
+    "KMSThrottling",
+    "RequestTimeout",
+}
+"""SNS answers worth retrying; any other error code (NotFound, AuthorizationError, InvalidParameter,
+KMSDisabled, KMSAccessDenied ...) fails the same way every time: a permanent failure."""
 
 
 class EventBridgeSummarySink:
@@ -48,14 +60,17 @@ class SnsAlert:
         self._client = sns_client
         self._topic_arn = topic_arn
 
-    def send(self, summary: ErrorsSummary) -> None:
-        subject, body = render_sns(summary)
+    def send(self, alert: Alert) -> None:
+        subject, body = render_sns(alert)
         try:
             self._client.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
         except ClientError as exc:
             code = error_code(exc)
-            raise AlertFailed(f"SNS Publish failed: {code}", retryable=True, kind=code) from None
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            transient = code in SNS_TRANSIENT_CODES or status >= 500 or status == 429
+            raise AlertFailed(f"SNS Publish failed: {code}", retryable=transient, kind=code) from None
         except BotoCoreError as exc:
+            # Connection errors and timeouts (after botocore's own retries).
             raise AlertFailed(
                 f"SNS Publish failed: {type(exc).__name__}", retryable=True, kind=type(exc).__name__
             ) from None
@@ -67,11 +82,53 @@ class SlackAlert:
     def __init__(self, webhook: SlackWebhook) -> None:
         self._webhook = webhook
 
-    def send(self, summary: ErrorsSummary) -> None:
+    def send(self, alert: Alert) -> None:
         try:
-            self._webhook.post(render_slack_message(summary))
+            self._webhook.post(render_slack_message(alert))
         except SlackPostError as exc:
             raise AlertFailed(str(exc), retryable=exc.retryable, kind=exc.kind) from None
+
+
+class DynamoDBAlertBudget:
+    """At most ``per_hour`` alerts per operation and clock hour: one counter item per (operation, hour) in
+    the idempotency table, incremented only while below the cap (a conditional update, so concurrent
+    invocations cannot overshoot). Items expire through the table's TTL attribute an hour after their
+    hour ends."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        prefix: str,
+        per_hour: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._prefix = prefix
+        self.per_hour = per_hour
+        self._clock = clock
+
+    def take(self, operation_id: str) -> bool:
+        hour = int(self._clock() // 3600)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"id": {"S": f"{self._prefix}#alert-budget#{operation_id}#{hour}"}},
+                UpdateExpression="ADD alerts :one SET expiration = if_not_exists(expiration, :expires)",
+                ConditionExpression="attribute_not_exists(alerts) OR alerts < :cap",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":cap": {"N": str(self.per_hour)},
+                    ":expires": {"N": str((hour + 2) * 3600)},
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return False
+            raise
+        return True
 
 
 class PowertoolsLedger:

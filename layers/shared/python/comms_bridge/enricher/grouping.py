@@ -18,6 +18,9 @@ MAX_GROUPS: Final = 20
 MAX_SAMPLES: Final = 5
 MAX_MESSAGE_CHARS: Final = 1000
 """Messages are cut here before grouping: 20 groups of unbounded text could exceed EventBridge's 256 KB."""
+MAX_SAMPLE_ID_CHARS: Final = 128
+"""A Twilio email id is about 40 characters; a longer "id" is not one, and is not kept as a sample (a cut
+id would name no email). 20 groups of 5 such samples stay under 13 KB of the event."""
 ELLIPSIS: Final = "…"
 
 
@@ -80,7 +83,12 @@ class ErrorTally:
         bucket.count += 1
         self.total += 1
         email_id = error.email_id
-        if email_id and len(bucket.samples) < self._max_samples and email_id not in bucket.samples:
+        if (
+            email_id
+            and len(email_id) <= MAX_SAMPLE_ID_CHARS
+            and len(bucket.samples) < self._max_samples
+            and email_id not in bucket.samples
+        ):
             bucket.samples.append(email_id)
 
     def extend(self, errors: Iterable[OperationError]) -> None:

@@ -4,10 +4,15 @@ runtime wires the real adapters (``adapters.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, Protocol
 
-from comms_bridge.comms.models import OperationErrorsPage
+from comms_bridge.comms.models import EmailOperation, OperationErrorsPage
+from comms_bridge.enricher.stall import StallAlert
 from comms_bridge.enricher.summary import ErrorsSummary
+
+Alert = ErrorsSummary | StallAlert
+"""What an alert target is given: an operation's errors summarized, or a confirmed stall."""
 
 
 class ErrorPagesLike(Protocol):
@@ -22,6 +27,22 @@ class ErrorsSource(Protocol):
     ) -> ErrorPagesLike: ...
 
 
+class OperationSource(Protocol):
+    """The Comms API as the confirmation needs it (``CommsClient`` is one)."""
+
+    account_sid: str
+
+    def fetch_operation(self, operation_id: str) -> EmailOperation:
+        """Raise ``CommsNotFound`` for an operation the API does not know."""
+
+    def now(self) -> datetime:
+        """The API's clock (the ``Date`` of its latest response)."""
+
+
+class CommsSource(ErrorsSource, OperationSource, Protocol):
+    """Both: one client per invocation confirms the trigger and reads the errors."""
+
+
 class SummarySink(Protocol):
     def publish(self, summary: ErrorsSummary) -> None:
         """Raise :class:`SummaryNotPublished` when the event did not make it onto the bus."""
@@ -30,8 +51,13 @@ class SummarySink(Protocol):
 class AlertTarget(Protocol):
     name: str
 
-    def send(self, summary: ErrorsSummary) -> None:
+    def send(self, alert: Alert) -> None:
         """Raise :class:`AlertFailed` when the alert was not (knowingly) delivered."""
+
+
+class AlertBudget(Protocol):
+    def take(self, operation_id: str) -> bool:
+        """Count one alert for the operation in the current hour; False when its hourly cap is reached."""
 
 
 class StepLedger(Protocol):
@@ -49,7 +75,9 @@ class SummaryNotPublished(Exception):
 
 
 class AlertFailed(Exception):
-    """``retryable``: nothing was delivered, so trying again (on a Lambda retry) cannot duplicate."""
+    """``retryable``: a transient failure (timeout, connection error, 5xx, 429, a secret that could not be
+    read), retried until the target has the alert once; otherwise permanent (a revoked webhook, another
+    4xx): recorded, counted as ``PermanentAlertFailures`` (an alarm) and not retried."""
 
     def __init__(self, summary: str, *, retryable: bool, kind: str) -> None:
         super().__init__(summary)

@@ -7,7 +7,13 @@ is built per invocation.
 Exactly-once per triggering ``eventKey`` (contract §4) rests on two kinds of Powertools idempotency record
 in one table: one per trigger around the whole run, so that a duplicate event (or a retry after success)
 gets the stored result, and one per step (``PowertoolsLedger``), so that a retry after a partial failure
-runs only the steps that failed.
+runs only the steps that failed. The same table holds the hourly alert budget's counters.
+
+An invocation is either one EventBridge event (a rule targeting the function, a test) or an SQS batch of
+them (contract §6: the errors queue between the rules and the function bounds its concurrency). A batch
+is processed with Powertools Batch: a record that must be retried is reported in ``batchItemFailures``
+and the queue delivers it again (after its retries, the queue's dead-letter queue has it); the others
+are done.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import requests
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -30,18 +38,31 @@ from comms_bridge.aws.clients import AwsClients
 from comms_bridge.aws.eventbridge import EventPublisher
 from comms_bridge.aws.secrets import SecretsProviderLike, load_credentials
 from comms_bridge.comms.client import CommsClient
-from comms_bridge.enricher.adapters import EventBridgeSummarySink, PowertoolsLedger, SlackAlert, SnsAlert
+from comms_bridge.enricher.adapters import (
+    DynamoDBAlertBudget,
+    EventBridgeSummarySink,
+    PowertoolsLedger,
+    SlackAlert,
+    SnsAlert,
+)
 from comms_bridge.enricher.alerts.webhook import SecretWebhookUrl, SlackWebhook
-from comms_bridge.enricher.enricher import Enricher
-from comms_bridge.enricher.ports import AlertTarget, ErrorsSource, SummarySink, Telemetry
+from comms_bridge.enricher.confirmation import Thresholds, TriggerNotConfirmed
+from comms_bridge.enricher.enricher import AlertPolicy, Enricher
+from comms_bridge.enricher.ports import AlertBudget, AlertTarget, CommsSource, SummarySink, Telemetry
 from comms_bridge.enricher.settings import EnricherSettings
-from comms_bridge.enricher.trigger import InvalidTriggerEvent, TriggerEvent, parse_trigger
+from comms_bridge.enricher.trigger import (
+    InvalidTriggerEvent,
+    TriggerEvent,
+    parse_trigger,
+    trigger_from_queue_body,
+)
 from comms_bridge.settings import Settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
 
 logger = logging.getLogger(__name__)
@@ -52,15 +73,28 @@ SLACK_MARGIN_SECONDS: Final = 1.0
 DEFAULT_FUNCTION_NAME: Final = "comms-bridge-errors"
 """Names the idempotency records when ``AWS_LAMBDA_FUNCTION_NAME`` is unset (local runs)."""
 
+MIN_RECORD_SECONDS: Final = 15.0
+"""A queue record is started only with at least this much time left beyond the reading margin; otherwise it
+is reported failed untouched and the queue delivers it again (only a batch of several can run short)."""
+
+Tag = Callable[[TriggerEvent], None]
+"""Called with each trigger before it runs: the handler puts its ids on the log lines."""
+
+
+class NotEnoughTime(Exception):
+    """The invocation is too close to its end to start this record; the queue delivers it again."""
+
 
 class EnricherPorts(Protocol):
     """Builds the enricher's ports for one invocation, from what the container keeps."""
 
-    def errors_source(self, time_left: Callable[[], float]) -> ErrorsSource: ...
+    def errors_source(self, time_left: Callable[[], float]) -> CommsSource: ...
 
     def summary_sink(self) -> SummarySink: ...
 
     def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]: ...
+
+    def alert_budget(self, prefix: str) -> AlertBudget: ...
 
 
 @dataclass
@@ -72,6 +106,7 @@ class AwsPorts:
     publisher: EventPublisher
     sns: SNSClient | None
     secrets: SecretsProviderLike
+    dynamodb: DynamoDBClient | None = None
     comms_session: requests.Session = field(default_factory=requests.Session)
     slack_session: requests.Session = field(default_factory=requests.Session)
 
@@ -85,10 +120,12 @@ class AwsPorts:
             ),
             sns=aws.sns() if settings.alert_topic_arn else None,
             secrets=SecretsProvider(boto3_client=aws.secretsmanager()),
+            dynamodb=aws.dynamodb(),
         )
 
-    def errors_source(self, time_left: Callable[[], float]) -> ErrorsSource:
-        # Per invocation: the deadline is the invocation's. The secret is cached by the provider.
+    def errors_source(self, time_left: Callable[[], float]) -> CommsSource:
+        # Per invocation: the deadline is the invocation's. The secret is cached by the provider. The same
+        # client confirms the trigger (fetch_operation, the API's clock) and reads the errors.
         return CommsClient(
             self.settings.comms_api_base_url,
             load_credentials(self.settings, self.secrets),
@@ -114,9 +151,20 @@ class AwsPorts:
             targets.append(SlackAlert(webhook))
         return targets
 
+    def alert_budget(self, prefix: str) -> AlertBudget:
+        if self.dynamodb is None:
+            raise RuntimeError("AwsPorts without a DynamoDB client has no alert budget")
+        return DynamoDBAlertBudget(
+            self.dynamodb,
+            self.options.idempotency_table_name,
+            prefix=prefix,
+            per_hour=self.options.max_alerts_per_operation_per_hour,
+        )
+
 
 class EnricherRuntime:
-    """One per container. :meth:`parse` checks an invocation's event, :meth:`handle` runs it."""
+    """One per container. :meth:`handle_invocation` takes what Lambda passes (one EventBridge event or an
+    SQS batch of them); :meth:`parse` checks one event, :meth:`handle` runs it."""
 
     def __init__(
         self,
@@ -128,10 +176,17 @@ class EnricherRuntime:
         trigger_store: BasePersistenceLayer,
         step_store: BasePersistenceLayer,
         function_name: str,
+        stall_after_seconds: int = 1800,
     ) -> None:
         self.ports = ports
         self.options = options
         self.event_source = event_source
+        self.policy = AlertPolicy(
+            thresholds=Thresholds(
+                failed_count=options.failed_count_threshold, failed_rate=options.failed_rate_threshold
+            ),
+            stall_after_seconds=stall_after_seconds,
+        )
         self.telemetry = telemetry
         self.step_store = step_store
         ttl = options.idempotency_ttl_seconds
@@ -174,7 +229,35 @@ class EnricherRuntime:
             trigger_store=DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb),
             step_store=DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb),
             function_name=env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME,
+            stall_after_seconds=settings.stall_after_seconds,
         )
+
+    def handle_invocation(
+        self, event: dict[str, Any], context: LambdaContext, tag: Tag | None = None
+    ) -> dict[str, Any]:
+        """One EventBridge event (errors raise: Lambda retries it) or an SQS batch (a record that must be
+        retried is reported in ``batchItemFailures``)."""
+        if not _is_sqs_batch(event):
+            trigger = self.parse(event)
+            if tag is not None:
+                tag(trigger)
+            return self.handle(event, trigger, context)
+
+        def record_handler(record: SQSRecord) -> dict[str, Any]:
+            left = context.get_remaining_time_in_millis() / 1000.0
+            if left < self.options.errors_safety_margin_seconds + MIN_RECORD_SECONDS:
+                raise NotEnoughTime(f"{left:.0f} s left: the queue delivers the record again")
+            body = trigger_from_queue_body(record.body)
+            trigger = self.parse(body)
+            if tag is not None:
+                tag(trigger)
+            return self.handle(dict(body) if isinstance(body, dict) else {}, trigger, context)
+
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+        return dict(response)
 
     def parse(self, event: object) -> TriggerEvent:
         try:
@@ -189,7 +272,16 @@ class EnricherRuntime:
         """Run the enricher once per ``detail.eventKey``; a replay returns the stored result."""
         self.trigger_config.register_lambda_context(context)
         self.step_config.register_lambda_context(context)
-        result: dict[str, Any] = self._run_once(event=event, trigger=trigger, context=context)
+        try:
+            result: dict[str, Any] = self._run_once(event=event, trigger=trigger, context=context)
+        except TriggerNotConfirmed as exc:
+            # Outside the trigger's record on purpose: nothing is stored under a forged event's eventKey.
+            return {
+                "triggerEventKey": trigger.detail.event_key,
+                "operationId": trigger.detail.operation_id,
+                "confirmed": False,
+                "reason": exc.reason.value,
+            }
         return result
 
     def enricher(self, context: LambdaContext) -> Enricher:
@@ -199,12 +291,17 @@ class EnricherRuntime:
         def reading_time_left() -> float:
             return seconds_left() - self.options.errors_safety_margin_seconds
 
+        comms = self.ports.errors_source(reading_time_left)
         return Enricher(
-            errors=self.ports.errors_source(reading_time_left),
+            comms=comms,
+            errors=comms,
             sink=self.ports.summary_sink(),
             targets=self.ports.alert_targets(lambda: seconds_left() - SLACK_MARGIN_SECONDS),
+            budget=self.ports.alert_budget(self.key_prefix),
             ledger=PowertoolsLedger(self.step_store, self.step_config, prefix=self.key_prefix),
             telemetry=self.telemetry,
+            policy=self.policy,
+            event_source=self.event_source,
             max_errors=self.options.max_errors,
             page_size=self.options.errors_page_size,
             time_left=reading_time_left,
@@ -220,3 +317,12 @@ class EnricherRuntime:
         self.telemetry.count("DuplicateTriggers")
         logger.info("duplicate trigger: returning the stored result, nothing sent again")
         return response
+
+
+def _is_sqs_batch(event: object) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )

@@ -20,6 +20,10 @@ DEFAULT_SAFETY_MARGIN_SECONDS: Final = 10.0
 DEFAULT_IDEMPOTENCY_TTL_SECONDS: Final = 7 * 24 * 3600
 """The operation's whole life in the Comms API (7-day retention); records cost next to nothing."""
 
+DEFAULT_MAX_ALERTS_PER_OPERATION_PER_HOUR: Final = 3
+"""A bad send alerts when it completes and again when more of its emails fail later; three an hour lets
+that through and stops a flood of triggers (forged, or a bug) from paging anyone a hundred times."""
+
 
 class EnricherSettings(EnvSettings):
     """The errors function's own environment, on top of :class:`comms_bridge.settings.Settings`."""
@@ -32,3 +36,9 @@ class EnricherSettings(EnvSettings):
     errors_safety_margin_seconds: float = Field(default=DEFAULT_SAFETY_MARGIN_SECONDS, ge=0)
     slack_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(default=DEFAULT_IDEMPOTENCY_TTL_SECONDS, ge=60)
+    # Contract §2: the rule's two thresholds, read by the alerter to confirm a failure trigger.
+    failed_count_threshold: float = Field(default=10, ge=0)
+    failed_rate_threshold: float = Field(default=0.05, ge=0, le=1)
+    max_alerts_per_operation_per_hour: int = Field(
+        default=DEFAULT_MAX_ALERTS_PER_OPERATION_PER_HOUR, ge=1, le=1000
+    )

@@ -5,15 +5,19 @@ record and replayed unchanged on a Lambda retry."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from comms_bridge.comms.models import STAT_FIELDS, EmailOperationStats
-from comms_bridge.enricher.grouping import ErrorGroup
+from comms_bridge.enricher.grouping import ErrorGroup, clip
 from comms_bridge.events.detail_types import SCHEMA_VERSION, DetailType
-from comms_bridge.events.details import stats_rates
+from comms_bridge.events.details import entry_size_bytes, stats_rates
 from comms_bridge.events.keys import summary_event_key
+
+MAX_ENTRY_BYTES: Final = 256 * 1024
+"""EventBridge's limit for one PutEvents entry (contract §4)."""
+MIN_MESSAGE_CHARS: Final = 100
 
 
 @dataclass(frozen=True)
@@ -81,3 +85,56 @@ class ErrorsSummary:
 
 
 ERRORS_SUMMARIZED: Final = DetailType.ERRORS_SUMMARIZED.value
+
+
+def fit_summary(summary: ErrorsSummary, *, source: str, limit: int = MAX_ENTRY_BYTES) -> ErrorsSummary:
+    """``summary`` shrunk until its event fits ``limit`` bytes: first fewer sample ids per group, then
+    shorter messages (halved, down to 100 characters), then fewer groups (the least frequent go first).
+    The counts (``errorCount``, ``truncated``) stay as read. Bounded inputs make this a no-op in practice;
+    it is what keeps the contract's size guarantee whatever the API returns."""
+
+    def size(candidate: ErrorsSummary) -> int:
+        return entry_size_bytes(ERRORS_SUMMARIZED, candidate.detail(), source=source)
+
+    fitted = summary
+    for shrink in (_fewer_samples, _shorter_messages, _fewer_groups):
+        while size(fitted) > limit:
+            smaller = shrink(fitted)
+            if smaller is None:
+                break
+            fitted = smaller
+    return fitted
+
+
+def _each_group(
+    summary: ErrorsSummary, change: Callable[[ErrorGroup], ErrorGroup | None]
+) -> ErrorsSummary | None:
+    groups = [change(group) for group in summary.groups]
+    if all(group is None for group in groups):
+        return None
+    kept = tuple(new if new is not None else old for new, old in zip(groups, summary.groups, strict=True))
+    return replace(summary, groups=kept)
+
+
+def _fewer_samples(summary: ErrorsSummary) -> ErrorsSummary | None:
+    def drop_one(group: ErrorGroup) -> ErrorGroup | None:
+        if not group.sample_email_ids:
+            return None
+        return replace(group, sample_email_ids=group.sample_email_ids[:-1])
+
+    return _each_group(summary, drop_one)
+
+
+def _shorter_messages(summary: ErrorsSummary) -> ErrorsSummary | None:
+    def halve(group: ErrorGroup) -> ErrorGroup | None:
+        if group.message is None or len(group.message) <= MIN_MESSAGE_CHARS:
+            return None
+        return replace(group, message=clip(group.message, max(len(group.message) // 2, MIN_MESSAGE_CHARS)))
+
+    return _each_group(summary, halve)
+
+
+def _fewer_groups(summary: ErrorsSummary) -> ErrorsSummary | None:
+    if not summary.groups:
+        return None
+    return replace(summary, groups=summary.groups[:-1])

@@ -1,13 +1,16 @@
-"""The event that triggers the errors enricher, as Powertools Parser models.
+"""The events that trigger the alerter, as Powertools Parser models (contract §1, §3).
 
-ErrorsTriggerRule routes *Status Changed* and *Stats Changed* events to the function; anything else that
-reaches it (a mis-wired rule, a hand-made test event) is rejected with an error naming the field, before
-any alert is sent. Only the fields the enricher uses are required; the rest of the detail is ignored, so a
-poller that adds fields does not break it.
+ErrorsTriggerRule routes *Status Changed* and *Stats Changed* events, StalledAlertRule *Stalled* events,
+both through the errors queue. Anything else that reaches the function (a mis-wired rule, a hand-made
+test event) is rejected with an error naming the field, before any alert is sent. Only the fields the
+alerter uses are required; the rest of the detail is ignored, so a poller that adds fields does not break
+it. A trigger that parses is still only a claim: the alerter confirms it against the Comms API
+(``enricher.confirmation``) before it alerts anyone.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -15,9 +18,13 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from comms_bridge.comms.models import OPERATION_ID_PATTERN, EmailOperationStats, OperationStatus
+from comms_bridge.events.detail_types import DetailType
 
 ACCOUNT_SID_PATTERN: Final = r"^AC[0-9a-fA-F]{32}$"
 _SHOWN_VALUE_CHARS: Final = 80
+
+FAILURE_DETAIL_TYPES: Final = (DetailType.STATUS_CHANGED.value, DetailType.STATS_CHANGED.value)
+STALLED: Final = DetailType.STALLED.value
 
 
 class InvalidTriggerEvent(ValueError):
@@ -34,16 +41,21 @@ class TriggerDetail(BaseModel):
     status: OperationStatus
     previous_status: OperationStatus | None = Field(default=None, alias="previousStatus")
     stats: EmailOperationStats
-    updated_at: str | None = Field(default=None, alias="updatedAt")
+    updated_at: str | None = Field(default=None, alias="updatedAt", max_length=64)
+    stalled_for_seconds: int | None = Field(default=None, alias="stalledForSeconds", ge=0)
 
 
 class TriggerEvent(EventBridgeModel):
-    """An EventBridge event whose ``detail`` is one of the poller's two trigger detail-types."""
+    """An EventBridge event whose ``detail`` is one of the poller's three trigger detail-types."""
 
-    detail_type: Literal["Email Operation Status Changed", "Email Operation Stats Changed"] = Field(
-        alias="detail-type"
-    )
+    detail_type: Literal[
+        "Email Operation Status Changed", "Email Operation Stats Changed", "Email Operation Stalled"
+    ] = Field(alias="detail-type")
     detail: TriggerDetail
+
+    @property
+    def is_stall(self) -> bool:
+        return self.detail_type == STALLED
 
 
 def _describe(error: ValidationError) -> str:
@@ -73,6 +85,14 @@ def parse_trigger(event: object, *, expected_source: str) -> TriggerEvent:
         return parse(event=_as_dict(event), model=TriggerEvent)
     except ValidationError as exc:
         raise InvalidTriggerEvent(f"trigger event rejected: {_describe(exc)}") from None
+
+
+def trigger_from_queue_body(body: str) -> object:
+    """The EventBridge event an SQS message carries (the rule's SQS target sends the event as the body)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidTriggerEvent("trigger event rejected: the queue message body is not JSON") from None
 
 
 def _as_dict(event: dict[Any, Any]) -> dict[str, Any]:

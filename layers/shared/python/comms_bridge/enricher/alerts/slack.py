@@ -2,8 +2,11 @@
 
 Limits kept (Slack Block Kit reference): at most 50 blocks; a section's text at most 3,000 characters;
 a header's plain text at most 150; at most 10 fields of at most 2,000 characters; at most 10 context
-elements. Text from the API (error messages) is escaped for mrkdwn so it can neither format nor mention
-(``<!channel>``) anything.
+elements.
+
+Text from the API (error messages, sample ids) is made one line without control or direction-override
+characters (``wording.api_text``), then escaped for mrkdwn (``&``, ``<``, ``>``), and every mrkdwn text
+object is ``verbatim``: Slack neither links URLs nor parses ``@here``/``@channel``/``#channel`` in it.
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ from typing import Any, Final
 
 from comms_bridge.enricher.alerts.wording import (
     ALERT_SAMPLES,
+    api_text,
     code_label,
     coverage_line,
     format_count,
     format_rate,
     headline,
+    shown_id,
+    stall_headline,
+    stall_line,
 )
 from comms_bridge.enricher.grouping import ErrorGroup, clip
+from comms_bridge.enricher.stall import StallAlert
 from comms_bridge.enricher.summary import ErrorsSummary
 from comms_bridge.events.details import RATE_FIELDS
 
@@ -45,54 +53,66 @@ def _code_span(text: str) -> str:
     return f"`{cleaned}`"
 
 
+def _mrkdwn(text: str, limit: int = MAX_SECTION_CHARS) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": clip(text, limit), "verbatim": True}
+
+
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_CHARS)}}
+    return {"type": "section", "text": _mrkdwn(text)}
 
 
 def _context(*texts: str) -> dict[str, Any]:
-    return {
-        "type": "context",
-        "elements": [
-            {"type": "mrkdwn", "text": clip(text, MAX_SECTION_CHARS)} for text in texts[:MAX_CONTEXT_ELEMENTS]
-        ],
-    }
+    return {"type": "context", "elements": [_mrkdwn(text) for text in texts[:MAX_CONTEXT_ELEMENTS]]}
 
 
-def _counter_fields(summary: ErrorsSummary) -> list[dict[str, Any]]:
-    rates = summary.rates
+def _counter_fields(alert: ErrorsSummary | StallAlert) -> list[dict[str, Any]]:
+    rates = alert.rates
     fields = []
     for name in COUNTER_FIELDS:
-        value = format_count(int(summary.stats[name]))
+        value = format_count(int(alert.stats[name]))
         if name in RATE_FIELDS:
             value = f"{value} ({format_rate(rates[name])})"
-        fields.append({"type": "mrkdwn", "text": clip(f"*{name.capitalize()}*\n{value}", MAX_FIELD_CHARS)})
+        fields.append(_mrkdwn(f"*{name.capitalize()}*\n{value}", MAX_FIELD_CHARS))
     return fields[:MAX_FIELDS]
 
 
 def group_text(rank: int, group: ErrorGroup) -> str:
     message = (
-        "(no message)" if group.message is None else escape(clip(group.message, MAX_GROUP_MESSAGE_CHARS))
+        "(no message)"
+        if group.message is None
+        else escape(clip(api_text(group.message), MAX_GROUP_MESSAGE_CHARS))
     )
     lines = [f"*{rank}. {format_count(group.count)} \u00d7* {_code_span(code_label(group))}  {message}"]
     if group.sample_email_ids:
         samples = group.sample_email_ids[:ALERT_SAMPLES]
-        lines.append("e.g. " + ", ".join(_code_span(email) for email in samples))
+        lines.append("e.g. " + ", ".join(_code_span(shown_id(email)) for email in samples))
     return "\n".join(lines)
 
 
-def render_slack_message(summary: ErrorsSummary) -> dict[str, Any]:
+def _header(title: str) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip(title, MAX_HEADER_CHARS), "emoji": True},
+    }
+
+
+def _identity(alert: ErrorsSummary | StallAlert) -> dict[str, Any]:
+    return _section(
+        f"*Operation* {_code_span(alert.operation_id)}\n"
+        f"*Account* {_code_span(alert.account_sid)}\n"
+        f"*Status* {escape(alert.status)}  ·  triggered by _{escape(alert.trigger_detail_type)}_"
+    )
+
+
+def render_slack_message(alert: ErrorsSummary | StallAlert) -> dict[str, Any]:
     """The webhook payload: Block Kit ``blocks`` plus ``text``, the fallback shown in notifications."""
+    if isinstance(alert, StallAlert):
+        return render_stall_message(alert)
+    summary = alert
     title = f"Email operation {summary.status.lower()}: {headline(summary)}"
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": clip(title, MAX_HEADER_CHARS), "emoji": True},
-        },
-        _section(
-            f"*Operation* {_code_span(summary.operation_id)}\n"
-            f"*Account* {_code_span(summary.account_sid)}\n"
-            f"*Status* {escape(summary.status)}  ·  triggered by _{escape(summary.trigger_detail_type)}_"
-        ),
+        _header(title),
+        _identity(summary),
         {"type": "section", "fields": _counter_fields(summary)},
     ]
     if summary.note:
@@ -119,6 +139,20 @@ def render_slack_message(summary: ErrorsSummary) -> dict[str, Any]:
     blocks.append(footer)
     fallback = f"{title} ({summary.operation_id})"
     return {"text": clip(fallback, MAX_FALLBACK_CHARS), "blocks": blocks[:MAX_BLOCKS]}
+
+
+def render_stall_message(alert: StallAlert) -> dict[str, Any]:
+    """A stall, laid out like the failure alert: header, identity, counters, what the API says, keys."""
+    title = f"Email operation stalled: {stall_headline(alert)}"
+    blocks: list[dict[str, Any]] = [
+        _header(title),
+        _identity(alert),
+        {"type": "section", "fields": _counter_fields(alert)},
+        _section(f":hourglass: {escape(stall_line(alert))}"),
+        _context(f"Trigger event key {_code_span(alert.trigger_event_key)}"),
+    ]
+    fallback = f"{title} ({alert.operation_id})"
+    return {"text": clip(fallback, MAX_FALLBACK_CHARS), "blocks": blocks}
 
 
 def plain_rendering(message: dict[str, Any]) -> str:

@@ -1,12 +1,15 @@
-"""Posting to a Slack incoming webhook without ever posting twice on purpose.
+"""Posting to a Slack incoming webhook until Slack has the message once (contract §4).
 
-A webhook post is not idempotent, so the outcome of a failed post decides what may happen next:
+The outcome of a failed post decides what happens next:
 
-- ``429``: Slack did not post; wait ``Retry-After`` (if it fits the time left) and post again.
-- nothing was sent (the secret could not be read, connection refused, connect timeout, or still 429
-  when out of attempts/time): safe to try again later -> :class:`SlackPostError` with ``retryable``.
-- Slack may have posted (5xx, read timeout, connection cut after sending) or refused for good (other
-  4xx: revoked webhook, bad payload): not retried -> ``retryable`` False.
+- transient (``429``, ``5xx``, a timeout, a connection error): posted again within the call, after
+  ``Retry-After`` (429) or a short pause, while attempts and the time left allow; then
+  :class:`SlackPostError` with ``retryable`` True, and the caller's retry (the queue's redelivery) posts
+  again. A 5xx or a read timeout after Slack received the post may show it twice: the contract prefers
+  that to an alert lost.
+- the secret could not be read or the URL is refused: ``retryable`` too (an operator can fix the secret).
+- permanent (another 4xx: a revoked webhook, an archived channel, a bad payload): ``retryable`` False,
+  never posted again.
 
 The webhook URL is a secret: it never appears in a log line or an exception (``requests`` puts URLs in
 its messages, so those are never passed on).
@@ -22,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from comms_bridge.aws.errors import error_code
 from comms_bridge.aws.secrets import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike
@@ -33,6 +35,8 @@ CONNECT_TIMEOUT_SECONDS: Final = 3.05
 DEFAULT_MAX_ATTEMPTS: Final = 3
 MAX_RETRY_AFTER_SECONDS: Final = 30.0
 MIN_REQUEST_SECONDS: Final = 1.0
+TRANSIENT_PAUSE_SECONDS: Final = 1.0
+"""Pause before posting again after a 5xx or a transport error (times the attempt number)."""
 WEBHOOK_SETTING: Final = "the Slack webhook URL (secret SLACK_WEBHOOK_SECRET_ARN)"
 
 logger = logging.getLogger("comms_bridge.enricher.alerts.webhook")
@@ -40,7 +44,7 @@ logger = logging.getLogger("comms_bridge.enricher.alerts.webhook")
 
 class SlackPostError(Exception):
     """The message was not (knowingly) posted. ``kind``: throttled, rejected, server_error, timeout,
-    connection, config. ``retryable``: nothing reached Slack, so posting again cannot duplicate."""
+    connection, config. ``retryable``: a transient failure, worth posting again."""
 
     def __init__(self, summary: str, *, kind: str, retryable: bool, status: int | None = None) -> None:
         super().__init__(summary)
@@ -113,15 +117,6 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if 0 <= seconds < float("inf") else None
 
 
-def _nothing_sent(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
-        reason = exc.args[0] if exc.args else None
-        return isinstance(getattr(reason, "reason", None), NewConnectionError)
-    return False
-
-
 class SlackWebhook:
     """Posts JSON payloads to the webhook from ``url``. ``time_left`` bounds waits and timeouts."""
 
@@ -159,47 +154,58 @@ class SlackWebhook:
             attempt += 1
             left = self._left()
             if left < MIN_REQUEST_SECONDS:
-                # Only reached before a first post or after a 429: nothing was posted yet.
                 raise SlackPostError("no time left to post to Slack", kind="timeout", retryable=True)
-            response = self._send(url, body, min(self.timeout, left))
+            try:
+                response = self._send(url, body, min(self.timeout, left))
+            except SlackPostError as exc:
+                self._pause_or_raise(exc, attempt, TRANSIENT_PAUSE_SECONDS * attempt)
+                continue
             status = response.status_code
             if 200 <= status < 300:
                 return SlackPostResult(status=status, attempts=attempt)
             if status == 429:
                 wait = _retry_after(response.headers.get("Retry-After"))
-                wait = 1.0 if wait is None else wait
-                why = ""
-                if attempt >= self.max_attempts:
-                    why = f"after {attempt} attempts"
-                elif wait > self.max_retry_after:
-                    why = f"Retry-After {wait:.0f}s is longer than {self.max_retry_after:.0f}s"
-                elif wait + MIN_REQUEST_SECONDS > self._left():
-                    why = f"no time left to wait Retry-After {wait:.0f}s"
-                if why:
-                    raise SlackPostError(
-                        f"Slack webhook throttled (HTTP 429) {why}",
-                        kind="throttled",
-                        retryable=True,
-                        status=429,
-                    )
-                logger.warning(
-                    "Slack webhook answered 429; retrying after %.1fs", wait, extra={"retry_after": wait}
+                throttled = SlackPostError(
+                    "Slack webhook throttled (HTTP 429)", kind="throttled", retryable=True, status=429
                 )
-                self._sleep(wait)
+                self._pause_or_raise(throttled, attempt, 1.0 if wait is None else wait)
                 continue
             if status >= 500:
-                raise SlackPostError(
-                    f"Slack webhook failed with HTTP {status}; the post may have gone through, not retried",
+                server_error = SlackPostError(
+                    f"Slack webhook failed with HTTP {status}",
                     kind="server_error",
-                    retryable=False,
+                    retryable=True,
                     status=status,
                 )
+                self._pause_or_raise(server_error, attempt, TRANSIENT_PAUSE_SECONDS * attempt)
+                continue
             raise SlackPostError(
-                f"Slack webhook refused the post (HTTP {status}: {_slack_reason(response)})",
+                f"Slack webhook refused the post for good (HTTP {status}: {_slack_reason(response)})",
                 kind="rejected",
                 retryable=False,
                 status=status,
             )
+
+    def _pause_or_raise(self, error: SlackPostError, attempt: int, wait: float) -> None:
+        """Wait before the next attempt, or raise ``error`` (saying why) when there is none to make."""
+        why = ""
+        if attempt >= self.max_attempts:
+            why = f"after {attempt} attempts"
+        elif wait > self.max_retry_after:
+            why = f"a wait of {wait:.0f}s is longer than {self.max_retry_after:.0f}s"
+        elif wait + MIN_REQUEST_SECONDS > self._left():
+            why = f"no time left to wait {wait:.0f}s"
+        if why:
+            raise SlackPostError(
+                f"{error} {why}", kind=error.kind, retryable=error.retryable, status=error.status
+            )
+        logger.warning(
+            "Slack webhook post failed (%s); posting again after %.1fs",
+            error.kind,
+            wait,
+            extra={"retry_after": wait, "kind": error.kind},
+        )
+        self._sleep(wait)
 
     def _send(self, url: str, body: bytes, read_timeout: float) -> requests.Response:
         self.requests_sent += 1
@@ -213,16 +219,9 @@ class SlackWebhook:
             )
         except requests.RequestException as exc:
             # The exception text carries the URL: only its class is passed on.
-            if _nothing_sent(exc):
-                raise SlackPostError(
-                    f"Slack webhook unreachable ({type(exc).__name__})", kind="connection", retryable=True
-                ) from None
             kind = "timeout" if isinstance(exc, requests.Timeout) else "connection"
             raise SlackPostError(
-                f"Slack webhook request failed ({type(exc).__name__}); the post may have gone through, "
-                "not retried",
-                kind=kind,
-                retryable=False,
+                f"Slack webhook request failed ({type(exc).__name__})", kind=kind, retryable=True
             ) from None
 
 
