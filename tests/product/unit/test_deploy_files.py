@@ -53,6 +53,12 @@ NEEDED: dict[str, tuple[str, ...]] = {
         "lambda:UpdateFunctionEventInvokeConfig",
         "lambda:DeleteFunctionEventInvokeConfig",
     ),
+    "AWS::Lambda::EventSourceMapping": (
+        "lambda:CreateEventSourceMapping",
+        "lambda:GetEventSourceMapping",
+        "lambda:UpdateEventSourceMapping",
+        "lambda:DeleteEventSourceMapping",
+    ),
     "AWS::IAM::Role": ("iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:PutRolePolicy", "iam:TagRole"),
     "AWS::DynamoDB::Table": (
         "dynamodb:CreateTable",
@@ -63,6 +69,7 @@ NEEDED: dict[str, tuple[str, ...]] = {
         "dynamodb:UpdateContinuousBackups",
     ),
     "AWS::Events::EventBus": ("events:CreateEventBus", "events:DeleteEventBus", "events:DescribeEventBus"),
+    "AWS::Events::EventBusPolicy": ("events:PutPermission", "events:RemovePermission"),
     "AWS::Events::Archive": ("events:CreateArchive", "events:DeleteArchive", "events:DescribeArchive"),
     "AWS::Events::Rule": ("events:PutRule", "events:DeleteRule", "events:PutTargets", "events:RemoveTargets"),
     "AWS::EventSchemas::Registry": ("schemas:CreateRegistry", "schemas:DeleteRegistry"),
