@@ -3,6 +3,7 @@ for local runs. Messages name the variable or the AWS error code, never a secret
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from comms_bridge.aws.errors import error_code
@@ -48,6 +49,20 @@ def load_credentials(
         raise CredentialsError(
             "TWILIO_ACCOUNT_SID must be an account SID starting with AC and TWILIO_AUTH_TOKEN non-empty"
         ) from None
+
+
+def credentials_refresher(
+    settings: Settings, secrets_provider: SecretsProviderLike | None = None
+) -> Callable[[], CommsCredentials] | None:
+    """What the Comms client calls after a 401 (contract §6: a rotated secret is picked up at once): the
+    secret read again past the cache. None for credentials from the environment, which cannot change."""
+    if not settings.twilio_secret_arn:
+        return None
+
+    def refresh() -> CommsCredentials:
+        return load_credentials(settings, secrets_provider, force_fetch=True)
+
+    return refresh
 
 
 def _read_secret(
