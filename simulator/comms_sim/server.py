@@ -241,6 +241,13 @@ class SimulatorServer:
     def auth_token(self) -> str:
         return self.credentials[self.account_sid]
 
+    def rotate_credential(self, secret: str, username: str | None = None) -> None:
+        """From now on ``username`` (the account by default) authenticates with ``secret`` only, as after
+        a rotation of the Auth Token in the Twilio console."""
+        name = username or self.account_sid
+        self.credentials[name] = secret
+        self.api.set_credential(name, secret)
+
     def env(self) -> dict[str, str]:
         """Environment for a handler under test: API root and Account SID + Auth Token."""
         return {
