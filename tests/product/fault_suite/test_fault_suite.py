@@ -4,7 +4,9 @@ The simulator's operations evolve on a ManualClock advanced one schedule period 
 injected on both sides: the Comms API (429, 503, 500, timeouts, malformed JSON, malformed items) through
 simulator FaultRules, AWS (DynamoDB throttling, PutEvents throttling and partial failures, state and
 checkpoint writes that fail after publishing) through the fault proxy in front of moto, runs cut off by
-their time budget, and two overlapping invocations. Everything the bus accepted is captured by a catch-all
+their time budget, and two overlapping invocations; and answers the client must not believe or wait for
+(a Date of 2099 or 1999, an updatedAt decades ahead, a 5 MB body, a body dripped a byte per 0.5 s), each
+asserted to have fired. Everything the bus accepted is captured by a catch-all
 rule into SQS and compared with the simulator's history (tests/product/fault_suite/ground_truth.py). Then the
 events that match ErrorsTriggerRule are delivered to the errors function, twice or more, some concurrently,
 and the alerts are counted against the distinct triggering keys.
@@ -298,6 +300,12 @@ def test_fault_suite(
         print("\n" + "\n".join(report))
 
     assert verdict.ok, f"seed {SEED}: contract §4 violated:\n{verdict.summary()}"
+    # The trust faults (contract §6) aim at each run's first request: planned, they must have answered it.
+    unfired = [
+        (r.index, kind) for r in runs for kind in r.kinds if kind in faults.TRUST_KINDS and not r.fired[kind]
+    ]
+    assert not unfired, f"seed {SEED}: trust faults planned but never fired: {unfired}"
+    assert {k for k in faults.TRUST_KINDS if suite.log.faults_fired[k]} == set(faults.TRUST_KINDS)
     assert not schema_problems, f"seed {SEED}: events off their JSON Schema: {schema_problems[:5]}"
     assert verdict.counts["status changes published"] > 0, "the scenario produced no status changes"
     assert trigger_keys, "no event matched ErrorsTriggerRule: the suite did not exercise the errors function"
