@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from comms_bridge.comms.exceptions import CommsServerError
 from comms_bridge.comms.models import format_timestamp, parse_timestamp
 from comms_bridge.poller.checkpoint import BucketState, Checkpoint, drop_future_times
 from comms_bridge.poller.lease import max_lease_ahead
@@ -166,3 +167,15 @@ def test_a_version_just_within_the_bound_is_accepted() -> None:
     w.api.put(op(4, "COMPLETED", created=-10 * 60, updated=60 + 3500, sent=10))
     step(w)
     assert events(w) == [(STATUS, operation_id(4), "COMPLETED")]
+
+
+def test_a_checkpoint_ahead_of_the_api_clock_shows_as_negative_lag() -> None:
+    """Before: the lag was clamped at 0, so a checkpoint ahead of the API's clock looked perfectly fresh."""
+    w = bootstrap_world()
+    w.run()
+    assert w.store.checkpoint is not None
+    ahead = format_timestamp(at(60 + 30 * 60))  # 30 minutes ahead: within MAX_CLOCK_SKEW_SECONDS
+    w.store.checkpoint = w.store.checkpoint.model_copy(update={"seen_through": ahead})
+    w.api.failures.append(["list_operations", 1, CommsServerError("HTTP 500")])  # the run keeps seen_through
+    summary = step(w)
+    assert summary["status"] != "complete" and summary["checkpoint_lag_seconds"] == -30 * 60

@@ -367,7 +367,8 @@ class PollerRun:
         self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner)
         self.summary.bootstrapped = checkpoint.bootstrapped
         if seen_through is not None:
-            self.summary.checkpoint_lag_seconds = max((now - seen_through).total_seconds(), 0.0)
+            # Signed: a checkpoint ahead of the API's clock shows as negative lag, not as none (§6).
+            self.summary.checkpoint_lag_seconds = (now - seen_through).total_seconds()
 
     def _finish(self, started: float) -> None:
         s = self.summary
