@@ -41,7 +41,7 @@ def harness(shared_aws, monkeypatch) -> Iterator[PollerHarness]:  # noqa: F811 -
 
 def bootstrapped(harness: PollerHarness) -> PollerHarness:
     first = harness.invoke()
-    assert first["status"] == "complete" and first["bootstrapped"] and first["clock_skew_detected"] == 0
+    assert first["status"] == "complete" and first["bootstrapped"] and not first.get("clock_skew_detected")
     harness.drain(0)
     return harness
 
