@@ -5,6 +5,7 @@ decrypt a secret under a customer-managed key, and every run would fail), no var
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -75,3 +76,21 @@ def test_clock_skew_has_an_alarm() -> None:
         "GreaterThanOrEqualToThreshold",
     )
     assert alarm["AlarmActions"] == ["<AlertTopic>"]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://comms.twilio.com/v1", True),
+        ("https://comms.dublin.ie1.twilio.com/v1", True),
+        ("https://comms.example.com/v1", False),
+        ("https://twilio.com.example.com/v1", False),
+        ("https://eviltwilio.com/v1", False),
+        ("http://comms.twilio.com/v1", False),
+        ("https://user:pass@comms.twilio.com/v1", False),
+    ],
+)
+def test_the_deploy_refuses_a_foreign_api_root(url: str, allowed: bool) -> None:
+    """CloudFormation checks the parameter before anything is created (the functions check it again)."""
+    pattern = load_template()["Parameters"]["CommsApiBaseUrl"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, url)) is allowed
