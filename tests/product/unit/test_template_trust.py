@@ -94,3 +94,8 @@ def test_the_deploy_refuses_a_foreign_api_root(url: str, allowed: bool) -> None:
     """CloudFormation checks the parameter before anything is created (the functions check it again)."""
     pattern = load_template()["Parameters"]["CommsApiBaseUrl"]["AllowedPattern"]
     assert bool(re.fullmatch(pattern, url)) is allowed
+
+
+def test_the_dashboard_shows_clock_skew() -> None:
+    body = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    assert '"ClockSkewDetected"' in str(body)
