@@ -18,8 +18,8 @@ from comms_sim.scenario import Scenario, scenarios_dir
 from comms_sim.server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, SimulatorServer
 from comms_sim.timefmt import epoch, format_ts
 
-_FLOAT_FIELDS = {"probability", "delay"}
-_INT_FIELDS = {"times", "skip", "items"}
+_FLOAT_FIELDS = {"probability", "delay", "ahead"}
+_INT_FIELDS = {"times", "skip", "items", "size"}
 
 
 def parse_fault(text: str) -> FaultRule:

@@ -131,6 +131,9 @@ class EmailOperationsApi:
         self.store = store
         self._credentials = dict(credentials)
 
+    def set_credential(self, username: str, secret: str) -> None:
+        self._credentials[username] = secret
+
     def authorized(self, authorization: str | None) -> bool:
         if not authorization or not authorization.startswith("Basic "):
             return False

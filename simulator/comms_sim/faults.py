@@ -3,8 +3,9 @@
 A rule matches an endpoint (or ``"*"``), lets ``skip`` matching requests through, then fires
 on each further match with ``probability`` (drawn from the simulator's seeded RNG) until it
 has fired ``times`` times (``None``: forever). Several rules can fire on one request: ``slow``
-adds its delay, the first status rule (429/503/500) replaces the response, and the body
-rules (``malformed_json``, ``bad_items``, ``shuffle``) change a successful response.
+adds its delay, the first status rule (429/503/500) replaces the response, the body
+rules (``malformed_json``, ``bad_items``, ``shuffle``, ``oversize``) change a successful response,
+``bad_date`` changes its ``Date`` header and ``drip`` the pace at which its body is sent.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-FaultKind = Literal["429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle"]
-FAULT_KINDS: Final = ("429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle")
+FaultKind = Literal[
+    "429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle", "bad_date", "oversize", "drip"
+]
+FAULT_KINDS: Final = (
+    "429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle", "bad_date", "oversize", "drip"
+)  # fmt: skip
 STATUS_KINDS: Final = ("429", "503", "500")
 ENDPOINTS: Final = ("list_operations", "fetch_operation", "list_errors", "*")
 MUTATIONS: Final = (
@@ -29,6 +34,8 @@ MUTATIONS: Final = (
     "bad_status",
     "not_an_object",
 )
+CLOCK_MUTATIONS: Final = ("future_updated_at",)
+"""Valid items dated in the future: only when asked for by name (never drawn at random)."""
 ERROR_MUTATIONS: Final = ("string_code", "not_an_object")
 MALFORMED: Final = ("truncated", "html", "empty")
 
@@ -40,11 +47,17 @@ class FaultRule:
     * ``retry_after`` (429/503): header value -- seconds (``"1"``, ``2.5`` -> ``"3"``), a datetime
       (sent as an HTTP-date), any other string verbatim, or None for no header. With
       ``retry_after_date=True`` a number of seconds is sent as the HTTP-date ``clock now + seconds``.
-    * ``delay`` (slow): real seconds to sleep before answering.
+    * ``delay`` (slow): real seconds to sleep before answering; (drip) real seconds between the
+      bytes of the body, sent one at a time after the headers.
     * ``mutation``: for bad_items one of ``MUTATIONS`` (operations) / ``ERROR_MUTATIONS`` (error
-      items), None = a different random one per broken item; for malformed_json one of
-      ``MALFORMED`` (default ``truncated``).
+      items), None = a different random one per broken item, or ``future_updated_at`` (a valid
+      operation whose ``updatedAt`` is ``ahead`` seconds after the API clock); for malformed_json one
+      of ``MALFORMED`` (default ``truncated``).
     * ``items`` (bad_items): how many items of a page to break (fetch: the one operation).
+    * ``date`` (bad_date): the ``Date`` header: a datetime or RFC 3339 text (that instant), or a
+      number (seconds added to the API clock). The response itself is computed at the API clock.
+    * ``size`` (oversize): the body is padded (with a ``padding`` string the client ignores) to at
+      least this many bytes; still valid JSON.
     """
 
     kind: FaultKind
@@ -57,6 +70,9 @@ class FaultRule:
     delay: float = 0.0
     mutation: str | None = None
     items: int = 1
+    date: datetime | str | float | None = None
+    size: int = 0
+    ahead: float = 8 * 86_400.0
     seen: int = field(default=0, compare=False)
     fired: int = field(default=0, compare=False)
 
@@ -69,9 +85,18 @@ class FaultRule:
             raise ValueError("probability must be within [0, 1]")
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0 (or None for unlimited)")
-        allowed = {"bad_items": MUTATIONS + ERROR_MUTATIONS, "malformed_json": MALFORMED}.get(self.kind, ())
+        allowed = {
+            "bad_items": MUTATIONS + CLOCK_MUTATIONS + ERROR_MUTATIONS,
+            "malformed_json": MALFORMED,
+        }.get(self.kind, ())
         if self.mutation is not None and self.mutation not in allowed:
             raise ValueError(f"mutation {self.mutation!r} does not apply to {self.kind}; one of {allowed}")
+        if self.kind == "bad_date" and self.date is None:
+            raise ValueError("a bad_date rule needs a date (an instant, or seconds from the API clock)")
+        if self.kind == "oversize" and self.size < 1:
+            raise ValueError("an oversize rule needs a size in bytes")
+        if self.kind == "drip" and self.delay <= 0:
+            raise ValueError("a drip rule needs a delay (seconds between bytes)")
 
     @property
     def exhausted(self) -> bool:
@@ -143,9 +168,12 @@ class FaultInjector:
             return self.rng.choice(options)
 
 
-def break_operation(item: dict[str, Any], mutation: str) -> object:
-    """An operation item that violates the documented schema in one specific way."""
-    if mutation == "drop_stats":
+def break_operation(item: dict[str, Any], mutation: str, *, future: str = "2099-01-01T00:00:00Z") -> object:
+    """An operation item that violates the documented schema in one specific way (or, for
+    ``future_updated_at``, is valid but dated ``future``)."""
+    if mutation == "future_updated_at":
+        item["updatedAt"] = future
+    elif mutation == "drop_stats":
         item.pop("stats", None)
     elif mutation == "bad_id":
         item["id"] = "comms_operation_NOT-A-VALID-ID"
@@ -175,6 +203,15 @@ def malformed_body(body: bytes, mutation: str) -> bytes:
     if mutation == "empty":
         return b""
     return body[: max(1, len(body) // 2)]
+
+
+def padded(body: bytes, size: int) -> bytes:
+    """A JSON object body grown to at least ``size`` bytes by a leading ``"padding"`` member."""
+    if not body.startswith(b"{") or len(body) >= size:
+        return body
+    filler = b"x" * max(size - len(body) - len(b'"padding":"",'), 0)
+    separator = b"" if body[1:].lstrip().startswith(b"}") else b","
+    return b'{"padding":"' + filler + b'"' + separator + body[1:]
 
 
 def dumps(value: object) -> str:

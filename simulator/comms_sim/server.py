@@ -31,6 +31,7 @@ from comms_sim.api import (
 from comms_sim.clock import Clock, ManualClock
 from comms_sim.control import handle_control
 from comms_sim.faults import (
+    CLOCK_MUTATIONS,
     ERROR_MUTATIONS,
     MUTATIONS,
     FaultInjector,
@@ -39,10 +40,11 @@ from comms_sim.faults import (
     break_operation,
     dumps,
     malformed_body,
+    padded,
 )
 from comms_sim.scenario import Scenario
 from comms_sim.store import OperationStore
-from comms_sim.timefmt import epoch, format_ts, from_epoch, http_date
+from comms_sim.timefmt import epoch, format_ts, from_epoch, http_date, parse_rfc3339
 
 DEFAULT_ACCOUNT_SID: Final = "AC" + "51" * 16
 DEFAULT_AUTH_TOKEN: Final = "sim-auth-token-0000000000000000"  # noqa: S105 -- a local fake
@@ -103,6 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
     server: _HttpServer
     api_now: int | None = None  # the instant the response was computed for; the Date header repeats it
+    date_header: int | None = None  # a bad_date fault's Date instead
 
     def setup(self) -> None:
         super().setup()
@@ -121,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # The Date header is the API clock, not the machine's: clients take "now" from it.
+        if self.date_header is not None:
+            return http_date(self.date_header)
         return http_date(
             self.api_now if self.api_now is not None else epoch(self.server.simulator.clock.now())
         )
@@ -235,6 +240,13 @@ class SimulatorServer:
     @property
     def auth_token(self) -> str:
         return self.credentials[self.account_sid]
+
+    def rotate_credential(self, secret: str, username: str | None = None) -> None:
+        """From now on ``username`` (the account by default) authenticates with ``secret`` only, as after
+        a rotation of the Auth Token in the Twilio console."""
+        name = username or self.account_sid
+        self.credentials[name] = secret
+        self.api.set_credential(name, secret)
 
     def env(self) -> dict[str, str]:
         """Environment for a handler under test: API root and Account SID + Auth Token."""
@@ -377,7 +389,7 @@ class SimulatorServer:
         path = split.path.rstrip("/") or "/"
         # Always consume a request body: on a keep-alive connection it would be read as the next request.
         body_in = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        handler.api_now = None
+        handler.api_now = handler.date_header = None
         if path.startswith("/_sim/"):
             self._serve_control(handler, path, split.query, body_in)
             return
@@ -389,6 +401,8 @@ class SimulatorServer:
         if result.status != 401:
             fired = self.faults.select(result.endpoint)
         body = self._apply_faults(result, fired, now)
+        handler.date_header = _bad_date(fired, now)
+        drip = max((rule.delay for rule in fired if rule.kind == "drip"), default=0.0)
         # Recorded before the response leaves: a client that got its answer always finds it counted.
         self._record(
             RequestRecord(
@@ -401,7 +415,7 @@ class SimulatorServer:
                 faults=tuple(rule.kind for rule in fired),
             )
         )
-        _respond(handler, result.status, body, result.headers)
+        _respond(handler, result.status, body, result.headers, drip=drip)
 
     def _serve_control(self, handler: _Handler, path: str, query: str, body_in: bytes) -> None:
         status: int
@@ -432,17 +446,23 @@ class SimulatorServer:
             if rule.kind == "shuffle":
                 self.faults.shuffle(result.items)
             elif rule.kind == "bad_items":
-                self._break_items(result, rule)
+                self._break_items(result, rule, now)
             elif rule.kind == "malformed_json":
                 malformed = rule
         body = result.encode()
         if malformed is not None:
             body = malformed_body(body, malformed.mutation or "truncated")
+        for rule in fired:
+            if rule.kind == "oversize":
+                body = padded(body, rule.size)
         return body
 
-    def _break_items(self, result: ApiResult, rule: FaultRule) -> None:
+    def _break_items(self, result: ApiResult, rule: FaultRule, now: int) -> None:
+        future = format_ts(now + math.ceil(rule.ahead))
+        operations = MUTATIONS + CLOCK_MUTATIONS
         if result.items_key is None:  # fetch: the operation itself
-            result.body = break_operation(json.loads(dumps(result.body)), self._mutation(rule, MUTATIONS))
+            item = json.loads(dumps(result.body))
+            result.body = break_operation(item, self._mutation(rule, operations), future=future)
             return
         is_errors = result.items_key == "errors"
         for index in self.faults.pick(len(result.items), rule.items):
@@ -450,16 +470,19 @@ class SimulatorServer:
             if is_errors:
                 broken = break_error_item(item, self._mutation(rule, ERROR_MUTATIONS))
             else:
-                broken = break_operation(item, self._mutation(rule, MUTATIONS))
+                broken = break_operation(item, self._mutation(rule, operations), future=future)
             result.items[index] = dumps(broken)
 
     def _mutation(self, rule: FaultRule, options: tuple[str, ...]) -> str:
         if rule.mutation in options:
             return rule.mutation
-        return self.faults.choice(options)
+        # Drawn among the schema violations only: a future date is asked for by name.
+        return self.faults.choice(tuple(option for option in options if option not in CLOCK_MUTATIONS))
 
 
-def _respond(handler: _Handler, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+def _respond(
+    handler: _Handler, status: int, body: bytes, headers: Mapping[str, str], *, drip: float = 0.0
+) -> None:
     try:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -467,9 +490,33 @@ def _respond(handler: _Handler, status: int, body: bytes, headers: Mapping[str, 
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(body)
+        if drip <= 0:
+            handler.wfile.write(body)
+            return
+        handler.wfile.flush()
+        for index in range(len(body)):  # a drip: one byte, then a pause, until the client gives up
+            handler.wfile.write(body[index : index + 1])
+            handler.wfile.flush()
+            if handler.server.simulator._httpd is None:
+                handler.close_connection = True
+                return
+            time.sleep(drip)
     except (BrokenPipeError, ConnectionResetError):
         handler.close_connection = True  # the client gave up (a timeout against a slow fault): not an error
+
+
+def _bad_date(fired: list[FaultRule], now: int) -> int | None:
+    """The ``Date`` a bad_date rule sends instead of the API clock (None: no such rule fired)."""
+    rule = next((rule for rule in fired if rule.kind == "bad_date"), None)
+    if rule is None or rule.date is None:
+        return None
+    if isinstance(rule.date, datetime):
+        return epoch(rule.date)
+    if isinstance(rule.date, int | float):
+        return now + math.ceil(rule.date)
+    if _is_number(rule.date):
+        return now + math.ceil(float(rule.date))
+    return epoch(parse_rfc3339(rule.date))
 
 
 def _retry_after(rule: FaultRule, now: int) -> str | None:

@@ -356,6 +356,71 @@ def test_bad_items_on_fetch_and_errors(sim: SimulatorServer, http: requests.Sess
     assert sum(isinstance(item["code"], str) for item in errors) == 1
 
 
+def test_future_updated_at_dates_a_valid_item_after_the_api_clock(
+    sim: SimulatorServer, http: requests.Session
+) -> None:
+    truth = sim.operations()
+    sim.faults.add(
+        kind="bad_items", endpoint="list_operations", mutation="future_updated_at", ahead=86_400, times=1
+    )
+    items = list_ops(http, sim).json()["operations"]
+    (broken,) = [item for index, item in enumerate(items) if item != truth[index]]
+    assert broken["updatedAt"] == (sim.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert {k: v for k, v in broken.items() if k != "updatedAt"} == {
+        k: v for k, v in truth[items.index(broken)].items() if k != "updatedAt"
+    }
+    # Never drawn at random: it is a valid item, only its date is wrong.
+    assert not FaultRule(kind="bad_items").mutation
+
+
+@pytest.mark.parametrize("date", ["2099-01-01T00:00:00Z", -7200.0])
+def test_bad_date_changes_the_date_header_only(
+    sim: SimulatorServer, http: requests.Session, date: str | float
+) -> None:
+    sim.faults.add(kind="bad_date", date=date, times=1)
+    response = list_ops(http, sim)
+    assert response.status_code == 200 and response.json()["operations"] == sim.operations()
+    sent = parsedate_to_datetime(response.headers["Date"])
+    expected = (
+        datetime(2099, 1, 1, tzinfo=sent.tzinfo) if isinstance(date, str) else sim.now() - timedelta(hours=2)
+    )
+    assert sent == expected
+    assert sim.request_log[-1].faults == ("bad_date",)
+    assert parsedate_to_datetime(list_ops(http, sim).headers["Date"]) == sim.now()
+
+
+def test_oversize_pads_a_valid_body(sim: SimulatorServer, http: requests.Session) -> None:
+    sim.faults.add(kind="oversize", size=300_000, times=1)
+    response = list_ops(http, sim)
+    assert len(response.content) >= 300_000
+    assert response.json()["operations"] == sim.operations()
+    op_id = sim.operations()[0]["id"]
+    sim.faults.add(kind="oversize", endpoint="fetch_operation", size=5_000, times=1)
+    fetched = http.get(f"{sim.base_url}/Emails/Operations/{op_id}", timeout=10)
+    assert len(fetched.content) >= 5_000 and fetched.json()["id"] == op_id
+
+
+def test_drip_sends_the_body_a_byte_at_a_time(sim: SimulatorServer, http: requests.Session) -> None:
+    sim.faults.add(kind="drip", delay=0.2, times=1)
+    with http.get(f"{sim.base_url}/Emails/Operations", params={"pageSize": 1}, stream=True, timeout=5) as r:
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) > 100
+        assert r.raw.read1(4096) == b"{"  # one byte is all there is so far
+        assert r.raw.read1(4096) == b'"'  # and the next comes later
+    sim.faults.add(kind="drip", delay=0.5, times=1)
+    with pytest.raises(requests.exceptions.ConnectionError):  # read timeout mid-body
+        http.get(f"{sim.base_url}/Emails/Operations", params={"pageSize": 1}, timeout=0.2).content  # noqa: B018
+    assert sim.request_log[-1].faults == ("drip",)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [{"kind": "bad_date"}, {"kind": "oversize"}, {"kind": "drip"}, {"kind": "oversize", "size": 0}],
+)
+def test_clock_and_size_rules_need_their_field(rule: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        FaultRule(**rule)
+
+
 def test_shuffle_reorders_each_page(sim: SimulatorServer, http: requests.Session) -> None:
     truth = sim.operations()
     sim.faults.add(kind="shuffle")

@@ -3,8 +3,9 @@ unit-tested in milliseconds. They keep the contracts the real adapters keep, not
 
 * :class:`FakeCommsApi`: operations in memory, listed like the API lists them (``createdAt`` order,
   ``startDate``/``endDate`` inclusive, ``status``, ``pageSize``, ``pageToken``; nothing older than the
-  7-day retention), a settable clock as its ``Date``, pages parsed by the real parser so a corrupted item
-  is skipped the real way;
+  7-day retention), a settable clock as its ``Date`` (trusted within ``MAX_CLOCK_SKEW_SECONDS`` of a
+  settable local clock by the real :class:`ApiClock`), pages parsed by the real parser so a corrupted or
+  far-future item is skipped the real way;
 * :class:`MemoryStateStore` + :class:`MemoryLease`: one account's state, active index and checkpoint, the
   lease on the checkpoint record (a checkpoint write needs the lease, as in DynamoDB);
 * :class:`MemoryEventSink`: accepted events in order, a predicate to refuse entries.
@@ -21,22 +22,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from comms_bridge.aws.eventbridge import FailedEvent, OutgoingEvent, PublishResult
-from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound, CommsServerError
+from comms_bridge.comms.exceptions import (
+    CommsApiError,
+    CommsMalformedOperation,
+    CommsNotFound,
+    CommsServerError,
+)
 from comms_bridge.comms.models import (
     EmailOperation,
     OperationsPage,
     OperationStatus,
+    not_credible,
     parse_operations_page,
     parse_timestamp,
 )
+from comms_bridge.comms.transport import ApiClock
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.poller.discovery import RETENTION
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
+from comms_bridge.poller.lease import max_lease_ahead
 from comms_bridge.poller.run import PollerRun
 from comms_bridge.poller.state_store import StoreCounters
 from comms_bridge.poller.summary import RunSummary
+from comms_bridge.settings import DEFAULT_MAX_CLOCK_SKEW_SECONDS
 from tests.support.operation_factory import ACCOUNT_SID, T0
 
 
@@ -60,9 +70,15 @@ class FakeCommsApi:
     everything (operations, clock, counters, failures) and reads the deadline before every request, as the
     real client does."""
 
-    def __init__(self, *, now: datetime = T0, account_sid: str = ACCOUNT_SID) -> None:
+    def __init__(
+        self, *, now: datetime = T0, account_sid: str = ACCOUNT_SID, max_clock_skew: float | None = 3600
+    ) -> None:
         self.account_sid = account_sid
         self.clock = now
+        self.date: datetime | None = None  # the Date header when it is not the clock (a broken API edge)
+        self.dates: list[datetime | None] = []  # the Date headers of the next requests (None: as usual)
+        self.local_clock: datetime | None = None  # the function's own clock when it is not the API's
+        self.api_clock = ApiClock(lambda: self.local_clock or self.clock, max_clock_skew)
         self.items: dict[str, dict[str, Any]] = {}
         self.corrupted: dict[str, int] = {}  # operation id -> listings left that show it malformed
         self.failures: list[list[Any]] = []  # [endpoint, requests to let through first, error]
@@ -94,8 +110,12 @@ class FakeCommsApi:
     def request_count(self) -> int:
         return sum(self.request_counts.values())
 
+    @property
+    def distrusted_dates(self) -> int:
+        return self.api_clock.distrusted
+
     def now(self) -> datetime:
-        return self.clock
+        return self.api_clock.now()
 
     def with_deadline(self, deadline: Callable[[], float] | None) -> ApiView:
         return ApiView(self, deadline)
@@ -119,6 +139,8 @@ class FakeCommsApi:
 
     def request(self, endpoint: str) -> None:
         self.request_counts[endpoint] = self.request_counts.get(endpoint, 0) + 1
+        date = self.dates.pop(0) if self.dates else None
+        self.api_clock.observe(date or self.date or self.clock)
         for index, failure in enumerate(self.failures):
             failing, after, error = failure
             if failing != endpoint:
@@ -170,8 +192,12 @@ class ApiView:
     def request_count(self) -> int:
         return self.api.request_count
 
+    @property
+    def distrusted_dates(self) -> int:
+        return self.api.distrusted_dates
+
     def now(self) -> datetime:
-        return self.api.clock
+        return self.api.now()
 
     def with_deadline(self, deadline: Callable[[], float] | None) -> ApiView:
         return ApiView(self.api, deadline)
@@ -198,7 +224,11 @@ class ApiView:
         item = self.api.items.get(operation_id)
         if item is None or not self.api.retained(item):
             raise CommsNotFound("HTTP 404", endpoint="fetch_operation")
-        return EmailOperation.model_validate(item)
+        operation = EmailOperation.model_validate(item)
+        reason = not_credible(operation, self.api.api_clock.latest_credible())
+        if reason is not None:
+            raise CommsMalformedOperation(reason, endpoint="fetch_operation")
+        return operation
 
     def _pages(
         self,
@@ -220,7 +250,7 @@ class ApiView:
                 "operations": [self.api.render(item) for item in page],
                 "pagination": {"next": f"token-{offset}" if more else None, "self": None},
             }
-            yield parse_operations_page(payload)
+            yield parse_operations_page(payload, latest=self.api.api_clock.latest_credible())
             if not more:
                 return
 
@@ -306,7 +336,10 @@ class MemoryLease:
     def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
         self.store.counters.count("UpdateItem")
         store = self.store
-        if store.lease_owner not in (None, self.owner) and store.lease_until >= now.timestamp():
+        # A lease reaching further ahead than any run takes one counts as lapsed, as in DynamoLease.
+        ceiling = now.timestamp() + max_lease_ahead(DEFAULT_MAX_CLOCK_SKEW_SECONDS)
+        held = store.lease_owner not in (None, self.owner) and now.timestamp() <= store.lease_until <= ceiling
+        if held:
             return None
         store.lease_owner, store.lease_until = self.owner, now.timestamp() + max(int(seconds), 1)
         self.held = True
@@ -383,6 +416,7 @@ class PollerWorld:
 
     def run(self, context: FakeContext | None = None, *, lease: MemoryLease | None = None) -> RunSummary:
         self.store.counters = StoreCounters()  # a new adapter per invocation, as in the runtime
+        self.api.api_clock.max_skew = timedelta(seconds=self.config.max_clock_skew_seconds)
         return PollerRun(
             source=self.api,
             store=self.store,

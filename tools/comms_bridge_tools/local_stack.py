@@ -28,6 +28,10 @@ import boto3
 import yaml
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+SIMULATED_CLOCK_SKEW_SECONDS: Final = str(20 * 365 * 86_400)
+"""The local stack's MaxClockSkewSeconds unless a caller passes one: the simulator plays on a clock of its
+own, fixed in the past (STORY_START) so that every run is the same; against the machine's clock that is
+skew, which the functions would rightly distrust (contract section 6). Tests of that distrust pass 3600."""
 TEMPLATE_PATH: Final = REPO_ROOT / "template.yaml"
 ACCOUNT_ID: Final = "123456789012"  # moto's default account
 PARTITION: Final = "aws"
@@ -292,6 +296,7 @@ class LocalStack:
         values = {
             **parameter_defaults(template),
             "TwilioSecretArn": _fake_secret_arn(region, prefix, "twilio"),
+            "MaxClockSkewSeconds": SIMULATED_CLOCK_SKEW_SECONDS,
         }
         values.update(parameters or {})
         _check_allowed_values(template, values)

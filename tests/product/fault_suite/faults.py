@@ -28,6 +28,12 @@ COMMS_KINDS: Final = (
     "comms_malformed_json",
     "comms_bad_items",
 )
+TRUST_KINDS: Final = ("comms_bad_date", "comms_future_updated_at", "comms_oversize", "comms_slow_body")
+"""Answers the client must not believe or wait for (contract section 6). Each aims at the run's first
+request, so a run planned with one alone always meets it (the suite asserts that it fired)."""
+FAR_FUTURE_SECONDS: Final = 30 * 365 * 86_400
+"""Beyond the local stack's MaxClockSkewSeconds (20 years: the simulator plays in the past)."""
+OVERSIZE_BYTES: Final = 5 * 1024 * 1024  # over the client's default 4 MB cap
 AWS_KINDS: Final = (
     "dynamodb_throttle",
     "put_events_partial",
@@ -36,7 +42,7 @@ AWS_KINDS: Final = (
     "checkpoint_write_fails",
 )
 RUN_KINDS: Final = ("time_budget", "overlap")
-ALL_KINDS: Final = COMMS_KINDS + AWS_KINDS + RUN_KINDS
+ALL_KINDS: Final = COMMS_KINDS + TRUST_KINDS + AWS_KINDS + RUN_KINDS
 
 
 @dataclass
@@ -76,6 +82,30 @@ def _comms(kind: str, rng: random.Random, plan: RunPlan) -> None:
         plan.comms_rules.append(
             FaultRule(kind="bad_items", endpoint=endpoint, times=rng.randint(1, 3), items=rng.randint(1, 3))
         )
+
+
+def _trust(kind: str, rng: random.Random, plan: RunPlan) -> None:
+    first = "list_operations"
+    if kind == "comms_bad_date":
+        date = rng.choice(("2099-01-01T00:00:00Z", "1999-01-01T00:00:00Z"))
+        plan.comms_rules.append(FaultRule(kind="bad_date", endpoint=first, times=1, date=date))
+    elif kind == "comms_future_updated_at":
+        plan.comms_rules.append(
+            FaultRule(
+                kind="bad_items",
+                endpoint=first,
+                times=1,
+                mutation="future_updated_at",
+                ahead=FAR_FUTURE_SECONDS,
+                items=rng.randint(1, 3),
+            )
+        )
+    elif kind == "comms_oversize":
+        plan.comms_rules.append(FaultRule(kind="oversize", endpoint=first, times=1, size=OVERSIZE_BYTES))
+    elif kind == "comms_slow_body":
+        # A byte every half second never trips a read timeout; the run's deadline must stop it.
+        plan.comms_rules.append(FaultRule(kind="drip", endpoint=first, times=1, delay=0.5))
+        plan.budget_seconds = 1.5
 
 
 def _aws(kind: str, rng: random.Random, plan: RunPlan) -> None:
@@ -132,6 +162,8 @@ def draw(rng: random.Random, deck: list[str], *, quiet_share: float = 0.4) -> Ru
         rules, aws = len(plan.comms_rules), len(plan.aws_faults)
         if kind in COMMS_KINDS:
             _comms(kind, rng, plan)
+        elif kind in TRUST_KINDS:
+            _trust(kind, rng, plan)
         elif kind in AWS_KINDS:
             _aws(kind, rng, plan)
         elif kind == "time_budget":

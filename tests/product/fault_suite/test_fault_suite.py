@@ -4,13 +4,15 @@ The simulator's operations evolve on a ManualClock advanced one schedule period 
 injected on both sides: the Comms API (429, 503, 500, timeouts, malformed JSON, malformed items) through
 simulator FaultRules, AWS (DynamoDB throttling, PutEvents throttling and partial failures, state and
 checkpoint writes that fail after publishing) through the fault proxy in front of moto, runs cut off by
-their time budget, and two overlapping invocations. Everything the bus accepted is captured by a catch-all
-rule into SQS and compared with the simulator's history (tests/product/fault_suite/ground_truth.py). Every
-kind of fault planned must have fired at least once, each at a call the code really makes. Then the events
-that match ErrorsTriggerRule, and forged ones (another account, an unknown operation, a healthy operation
-claiming 1,000,000 failures), are delivered to the errors function as SQS batches from its queue, twice or
-more, some concurrently, while Slack answers 429, 500 and 400 and SNS fails transiently (500) and for good
-(AuthorizationError); the alerts are counted against the distinct triggering keys.
+their time budget, and two overlapping invocations; and answers the client must not believe or wait for
+(a Date of 2099 or 1999, an updatedAt decades ahead, a 5 MB body, a body dripped a byte per 0.5 s).
+Everything the bus accepted is captured by a catch-all rule into SQS and compared with the simulator's
+history (tests/product/fault_suite/ground_truth.py). Every kind of fault planned must have fired at least
+once, each at a call the code really makes. Then the events that match ErrorsTriggerRule, and forged ones
+(another account, an unknown operation, a healthy operation claiming 1,000,000 failures), are delivered to
+the errors function as SQS batches from its queue, twice or more, some concurrently, while Slack answers
+429, 500 and 400 and SNS fails transiently (500) and for good (AuthorizationError); the alerts are counted
+against the distinct triggering keys.
 
     FAULT_SEED=123 pytest tests/product/fault_suite          # another seed (the default is fixed)
     FAULT_RUNS=400 pytest tests/product/fault_suite          # a longer run
@@ -391,6 +393,16 @@ def test_fault_suite(
         print("\n" + "\n".join(report))
 
     assert verdict.ok, f"seed {SEED}: contract §4 violated:\n{verdict.summary()}"
+    # The trust faults (contract §6) aim at each run's first request: planned alone, they must have answered
+    # it (with a second kind, a run may stop before asking: a time budget of nothing, a 500 first).
+    unfired = [
+        (r.index, r.kinds) for r in runs if len(r.kinds) == 1 and r.kinds[0] in faults.TRUST_KINDS
+        and not r.fired[r.kinds[0]]
+    ]  # fmt: skip
+    assert not unfired, f"seed {SEED}: trust faults planned but never fired: {unfired}"
+    planned = {k for k in faults.TRUST_KINDS if suite.log.faults_by_kind[k]}
+    assert planned == set(faults.TRUST_KINDS), f"seed {SEED}: trust faults never planned"
+    assert all(suite.log.faults_fired[k] for k in planned), f"seed {SEED}: {suite.log.faults_fired}"
     assert not schema_problems, f"seed {SEED}: events off their JSON Schema: {schema_problems[:5]}"
     assert verdict.counts["status changes published"] > 0, "the scenario produced no status changes"
     assert trigger_keys, "no event matched ErrorsTriggerRule: the suite did not exercise the errors function"

@@ -48,7 +48,7 @@ class ExplodingSession(requests.Session):
 
 
 def offline_client(**kwargs: object) -> CommsClient:
-    return CommsClient("https://comms.example.com/v1", CREDS, session=ExplodingSession(), **kwargs)  # type: ignore[arg-type]
+    return CommsClient("https://comms.twilio.com/v1", CREDS, session=ExplodingSession(), **kwargs)  # type: ignore[arg-type]
 
 
 # -- Retry-After ------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_refuses_plain_http_to_a_remote_host(url):
 
 
 def test_refuses_credentials_in_the_url():
-    with pytest.raises(ValueError, match="must not carry credentials") as info:
+    with pytest.raises(SettingsError, match="must not carry user info") as info:
         CommsClient(f"https://AC1:{TOKEN}@comms.twilio.com/v1", CREDS)
     assert TOKEN not in str(info.value)
 

@@ -14,7 +14,7 @@ from comms_bridge.aws.eventbridge import (
     EventTooLargeError,
     OutgoingEvent,
 )
-from comms_bridge.aws.retry import Backoff
+from comms_bridge.aws.retry import Backoff, lambda_time_left
 
 
 class ScriptedEvents:
@@ -125,3 +125,26 @@ def test_entry_count_mismatch_counts_as_failure() -> None:
     pub, _ = publisher(Short(), max_attempts=1)
     result = pub.publish(events(2))
     assert len(result.failed) == 2
+
+
+def test_retries_stop_at_the_lambda_deadline() -> None:
+    """Before: the poller's publisher and state store retried without a deadline (the Backoff's time_left
+    was never set), so a throttled PutEvents could sleep past the Lambda's end."""
+    client = ScriptedEvents(fail=lambda call, entry: True)
+    pub, sleeps = publisher(client, max_attempts=6)
+
+    class Context:
+        remaining_ms = 1_500
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.remaining_ms
+
+    context = Context()
+    time_left = lambda_time_left(context)
+    assert time_left is not None and time_left() == 0.5  # less the one second a call may take
+    bounded = pub.with_deadline(time_left)
+    result = bounded.publish(events(1))
+    # Waits of 0.2 then 0.4 fit in the 0.5 s left; 0.8 would not: three calls, not six.
+    assert not result.ok and bounded.put_events_calls == 3 and sleeps == [0.2, 0.4]
+    assert pub.put_events_calls == 0, "the deadline view counts its own calls"
+    assert lambda_time_left(None) is None

@@ -17,7 +17,7 @@ from botocore.exceptions import (
 
 from comms_bridge.aws.errors import describe_failure
 from comms_bridge.aws.secrets import secret_region
-from comms_bridge.comms.client import transport_cause
+from comms_bridge.comms.transport import transport_cause
 from comms_bridge.settings import Settings, SettingsError
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:comms-bridge/twilio-AbCdEf"

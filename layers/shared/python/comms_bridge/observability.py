@@ -18,6 +18,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 
 DEFAULT_NAMESPACE: Final = "CommsBridge"
 SECRET_LEAKING_LOGGERS: Final = ("urllib3", "botocore")
+TRACED_MODULES: Final = ("botocore",)
+"""What X-Ray patches when tracing is on: the AWS calls. Not ``requests``: its patch records each request's
+URL, and a Slack incoming webhook's URL is its secret (contract section 6: secrets never reach traces)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def build(service: str) -> Observability:
     quiet_secret_leaking_loggers()
     return Observability(
         logger=logger,
-        tracer=Tracer(service=service),
+        tracer=Tracer(service=service, patch_modules=TRACED_MODULES),
         metrics=Metrics(namespace=namespace, service=service),
         service=service,
         namespace=namespace,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Final, Self
 from urllib.parse import urlsplit
@@ -18,6 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_BASE_URL: Final = "https://comms.twilio.com/v1"
 LOOPBACK_NAMES: Final = frozenset({"localhost"})
+TWILIO_DOMAIN: Final = "twilio.com"
+SLACK_WEBHOOK_HOSTS: Final = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
+DEFAULT_MAX_CLOCK_SKEW_SECONDS: Final = 3600
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+"""Forty times a full page of 1,000 operations (about 100 KB): room for any real answer, far below the
+functions' 256 MB."""
 
 
 class SettingsError(ValueError):
@@ -35,15 +41,49 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_secure_url(url: str, *, what: str) -> str:
-    """Allow ``https://`` anywhere and ``http://`` only to a loopback host. The message never echoes the URL
-    (a webhook URL is a secret)."""
+def check_secure_url(
+    url: str, *, what: str, hosts: Callable[[str], bool] | None = None, expected: str = ""
+) -> str:
+    """Allow ``https://`` to a host ``hosts`` accepts (any host when None) and a loopback host over ``http://``
+    or ``https://``; refuse user info (``user:password@``). The message never echoes the URL (a webhook URL
+    is a secret)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - a bad port raises here, before the URL is used
+    except ValueError:
+        raise SettingsError(f"{what} is not a valid URL") from None
+    if "@" in parts.netloc:
+        raise SettingsError(f"{what} must not carry user info (user:password@), credentials live in secrets")
+    if parts.scheme in ("http", "https") and is_loopback_host(host):
         return url
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return url
-    raise SettingsError(f"{what} must be an https:// URL (http:// is allowed only for a loopback host)")
+    if parts.scheme != "https" or not host:
+        raise SettingsError(f"{what} must be an https:// URL (http:// is allowed only for a loopback host)")
+    if hosts is not None and not hosts(host):
+        raise SettingsError(f"{what} must be {expected} (or a loopback host for local runs)")
+    return url
+
+
+def is_twilio_host(host: str) -> bool:
+    return host == TWILIO_DOMAIN or host.endswith("." + TWILIO_DOMAIN)
+
+
+def check_comms_api_url(url: str, *, what: str) -> str:
+    """The Comms API root: https to ``comms.twilio.com`` or another host under ``.twilio.com`` (Twilio's
+    regional edges), loopback for local runs (contract §6)."""
+    expected = "an https:// URL of comms.twilio.com or another *.twilio.com host"
+    return check_secure_url(url, what=what, hosts=is_twilio_host, expected=expected)
+
+
+def check_slack_webhook_url(url: str, *, what: str) -> str:
+    """A Slack incoming webhook: https to ``hooks.slack.com`` or ``hooks.slack-gov.com``, loopback for local
+    runs (contract §6)."""
+    return check_secure_url(
+        url,
+        what=what,
+        hosts=SLACK_WEBHOOK_HOSTS.__contains__,
+        expected="an https://hooks.slack.com/... or https://hooks.slack-gov.com/... URL",
+    )
 
 
 class BootstrapMode(StrEnum):
@@ -116,11 +156,13 @@ class Settings(EnvSettings):
     bootstrap_mode: BootstrapMode = BootstrapMode.BASELINE
     slack_webhook_secret_arn: str | None = None
     alert_topic_arn: str | None = None
+    max_clock_skew_seconds: int = Field(default=DEFAULT_MAX_CLOCK_SKEW_SECONDS, ge=60)
+    comms_max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 * 1024)
 
     @field_validator("comms_api_base_url")
     @classmethod
-    def _secure_base_url(cls, value: str) -> str:
-        return check_secure_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
+    def _comms_host(cls, value: str) -> str:
+        return check_comms_api_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
 
     def require_state_table(self) -> str:
         if not self.state_table_name:

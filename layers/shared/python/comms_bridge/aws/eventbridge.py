@@ -9,7 +9,7 @@ and redo the work next time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -77,6 +77,15 @@ class EventPublisher:
         self.source = source
         self.retry = retry or DEFAULT_PUBLISH_RETRY
         self.put_events_calls = 0
+
+    def with_deadline(self, time_left: Callable[[], float] | None) -> EventPublisher:
+        """This publisher with retries that stop at ``time_left`` (one invocation's), its own call count."""
+        return EventPublisher(
+            self._client,
+            bus_name=self.bus_name,
+            source=self.source,
+            retry=self.retry.with_deadline(time_left),
+        )
 
     def size_of(self, event: OutgoingEvent) -> int:
         return entry_size_bytes(

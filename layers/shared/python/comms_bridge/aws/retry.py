@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,3 +46,24 @@ class Backoff:
 
     def with_deadline(self, time_left: Callable[[], float] | None) -> Backoff:
         return Backoff(self.max_attempts, self.base_delay, self.max_delay, self.sleep, time_left)
+
+
+AWS_CALL_SECONDS: Final = 1.0
+"""A retry is worth its wait only if at least this long is left after it for the call itself."""
+
+
+def lambda_time_left(context: LambdaContextLike | None) -> Callable[[], float] | None:
+    """Seconds our own AWS retries may still wait in this invocation: Lambda's remaining time less one
+    call (None without a context: a local tool without a deadline)."""
+    if context is None:
+        return None
+    remaining = context.get_remaining_time_in_millis
+
+    def time_left() -> float:
+        return remaining() / 1000.0 - AWS_CALL_SECONDS
+
+    return time_left
+
+
+class LambdaContextLike(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...

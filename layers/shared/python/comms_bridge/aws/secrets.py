@@ -4,6 +4,7 @@ for local runs. Messages name the variable or the AWS error code, never a secret
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from comms_bridge.aws.errors import describe_failure
@@ -76,6 +77,18 @@ def _provider_for(secret_id: str) -> SecretsProviderLike:
 
         _PROVIDERS[key] = SecretsProvider(boto3_client=AwsClients(region=key[0]).secretsmanager())
     return _PROVIDERS[key]
+def credentials_refresher(
+    settings: Settings, secrets_provider: SecretsProviderLike | None = None
+) -> Callable[[], CommsCredentials] | None:
+    """What the Comms client calls after a 401 (contract §6: a rotated secret is picked up at once): the
+    secret read again past the cache. None for credentials from the environment, which cannot change."""
+    if not settings.twilio_secret_arn:
+        return None
+
+    def refresh() -> CommsCredentials:
+        return load_credentials(settings, secrets_provider, force_fetch=True)
+
+    return refresh
 
 
 def _read_secret(

@@ -50,11 +50,16 @@ class CommsBadRequest(CommsApiError):
     default_status = 400
 
 
-class CommsUnauthorized(CommsApiError):
+class CommsAuthError(CommsApiError):
+    """The API refused the credentials (401) or their rights (403). No retry of the call can help: a
+    function that meets it fails the invocation, so that its error alarm fires (contract §6)."""
+
+
+class CommsUnauthorized(CommsAuthError):
     default_status = 401
 
 
-class CommsForbidden(CommsApiError):
+class CommsForbidden(CommsAuthError):
     default_status = 403
 
 
@@ -101,6 +106,16 @@ class CommsMalformedResponse(CommsApiError):
 
     A page with some bad items is not this error: those items become ``SkippedItem``s.
     """
+
+
+class CommsMalformedOperation(CommsMalformedResponse):
+    """``fetch_operation`` got an operation that is invalid, or whose ``updatedAt`` lies later than the
+    API's clock allows (contract §6): the caller skips it like a malformed list item."""
+
+
+class CommsResponseTooLarge(CommsApiError):
+    """A response body larger than the client accepts (``COMMS_MAX_RESPONSE_BYTES``). Not retried: the
+    same request would get the same body."""
 
 
 class PaginationLoopError(CommsApiError):

@@ -227,17 +227,39 @@ def _items(payload: object, key: str) -> tuple[dict[str, Any], list[Any]]:
     return payload, items
 
 
-def parse_operations_page(payload: object) -> OperationsPage:
-    """Validate a list response item by item; raise ``MalformedResponseError`` only for a broken envelope."""
+def not_credible(operation: EmailOperation, latest: datetime | None) -> str | None:
+    """Why ``operation`` cannot be believed (None: it can): a ``createdAt`` or ``updatedAt`` later than
+    ``latest``, the API's clock plus ``MAX_CLOCK_SKEW_SECONDS`` (contract §6). Stored, such a version would
+    make every real later one look older than it."""
+    if latest is None:
+        return None
+    for name, moment, text in (
+        ("updatedAt", operation.updated, operation.updated_at),
+        ("createdAt", operation.created, operation.created_at),
+    ):
+        if moment > latest:
+            return f"{name} {text} is later than the API's clock allows (after {format_timestamp(latest)})"
+    return None
+
+
+def parse_operations_page(payload: object, *, latest: datetime | None = None) -> OperationsPage:
+    """Validate a list response item by item; raise ``MalformedResponseError`` only for a broken envelope.
+    An operation :func:`not_credible` at ``latest`` is skipped like an invalid one."""
     body, items = _items(payload, "operations")
     pagination = _pagination(body)
     operations: list[EmailOperation] = []
     skipped: list[SkippedItem] = []
     for index, raw in enumerate(items):
         try:
-            operations.append(EmailOperation.model_validate(raw))
+            operation = EmailOperation.model_validate(raw)
         except ValidationError as exc:
             skipped.append(SkippedItem(index=index, item_id=_item_id(raw), reason=describe_invalid(exc)))
+            continue
+        reason = not_credible(operation, latest)
+        if reason is None:
+            operations.append(operation)
+        else:
+            skipped.append(SkippedItem(index=index, item_id=operation.id, reason=reason))
     return OperationsPage(
         operations=operations, skipped=skipped, next_token=pagination.next, self_token=pagination.self_token
     )

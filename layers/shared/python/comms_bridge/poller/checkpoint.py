@@ -11,7 +11,14 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from comms_bridge.comms.models import format_timestamp, parse_timestamp
-from comms_bridge.poller.discovery import BucketView, RecentVersions, trim_stored_recent, window_buckets
+from comms_bridge.poller.discovery import (
+    BucketView,
+    RecentVersions,
+    bucket_start,
+    recent_minute,
+    trim_stored_recent,
+    window_buckets,
+)
 from comms_bridge.poller.exceptions import StateStoreError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +89,47 @@ def checkpoint_from_item(item: Mapping[str, Any]) -> Checkpoint | None:
     if not doc:
         return None
     return Checkpoint.model_validate_json(doc["S"])
+
+
+def drop_future_times(checkpoint: Checkpoint, latest: datetime) -> tuple[Checkpoint, int]:
+    """The checkpoint without the times later than ``latest`` (the API's clock plus
+    ``MAX_CLOCK_SKEW_SECONDS``), and how many there were. Such a time can only come from a ``Date`` that
+    should not have been trusted (a run of an earlier version); kept, it would hide every version below its
+    watermark, or keep the bucket it marks from being listed, until the clock caught up with it (contract
+    §6). A dropped watermark reads as "never": what it guarded is listed again."""
+    dropped = 0
+
+    def credible(value: str | None) -> str | None:
+        nonlocal dropped
+        if value is not None and parse_timestamp(value) > latest:
+            dropped += 1
+            return None
+        return value
+
+    buckets: dict[str, BucketState] = {}
+    for bucket, state in checkpoint.buckets.items():
+        if bucket_start(bucket) > latest:
+            dropped += 1
+            continue
+        refreshed, completed = credible(state.refreshed), credible(state.completed)
+        buckets[bucket] = state.model_copy(update={"refreshed": refreshed, "completed": completed})
+    recent = {minute: keys for minute, keys in checkpoint.recent.items() if not _after(minute, latest)}
+    dropped += len(checkpoint.recent) - len(recent)
+    seen_through, last_run_at = credible(checkpoint.seen_through), credible(checkpoint.last_run_at)
+    if not dropped:
+        return checkpoint, 0
+    logger.warning(
+        "the checkpoint held %d time(s) later than the API's clock allows; dropped, what they guarded is "
+        "listed again",
+        dropped,
+    )
+    update = {"seen_through": seen_through, "last_run_at": last_run_at, "buckets": buckets, "recent": recent}
+    return checkpoint.model_copy(update=update), dropped
+
+
+def _after(minute: str, latest: datetime) -> bool:
+    moment = recent_minute(minute)
+    return moment is not None and moment > latest
 
 
 def bucket_views(buckets: Mapping[str, BucketState]) -> dict[str, BucketView]:

@@ -9,6 +9,7 @@ from functools import cached_property
 from pydantic import ConfigDict, Field, field_validator
 
 from comms_bridge.poller.discovery import DEFAULT_CADENCE, Cadence
+from comms_bridge.poller.lease import MAX_LEASE_SECONDS
 from comms_bridge.settings import Settings
 
 
@@ -21,7 +22,7 @@ class PollerConfig(Settings):
     lookback_seconds: int = Field(default=300, ge=0, le=86_400)
     follow_up_cadence: str = DEFAULT_CADENCE
     page_size: int = Field(default=1000, ge=1, le=1000)
-    lease_seconds: int = Field(default=900, ge=30, le=3600)
+    lease_seconds: int = Field(default=900, ge=30, le=MAX_LEASE_SECONDS)
     poller_safety_margin_seconds: float = Field(default=10.0, ge=0)
     max_buckets_per_run: int = Field(default=48, ge=1)
     flush_operations: int = Field(default=500, ge=10, le=10_000)

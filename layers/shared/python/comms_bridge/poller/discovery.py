@@ -197,11 +197,8 @@ class RecentVersions:
         """Read the stored form; anything unreadable (e.g. an older layout) is skipped, never fatal."""
         entries: dict[str, datetime] = {}
         for minute, keys in stored.items():
-            try:
-                updated = datetime.strptime(minute, _MINUTE_FORMAT).replace(tzinfo=UTC)
-            except ValueError:
-                continue
-            if len(keys) % RECENT_KEY_CHARS or " " in keys:
+            updated = recent_minute(minute)
+            if updated is None or len(keys) % RECENT_KEY_CHARS or " " in keys:
                 continue
             for start in range(0, len(keys), RECENT_KEY_CHARS):
                 entries[keys[start : start + RECENT_KEY_CHARS]] = updated
@@ -218,6 +215,14 @@ class RecentVersions:
         for updated, key in kept:
             grouped.setdefault(updated.strftime(_MINUTE_FORMAT), []).append(key)
         return {minute: "".join(sorted(keys)) for minute, keys in sorted(grouped.items(), reverse=True)}
+
+
+def recent_minute(text: str) -> datetime | None:
+    """The minute of a stored :class:`RecentVersions` entry, None when unreadable."""
+    try:
+        return datetime.strptime(text, _MINUTE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def trim_stored_recent(stored: Mapping[str, str], *, drop_bytes: int) -> dict[str, str]:

@@ -25,8 +25,13 @@ class OperationsSource(Protocol):
     def request_count(self) -> int:
         """Requests sent so far (retries included): what a run costs."""
 
+    @property
+    def distrusted_dates(self) -> int:
+        """Responses so far whose ``Date`` was farther from the local clock than ``MAX_CLOCK_SKEW_SECONDS``
+        (contract §6): counted, and not taken as the API's clock."""
+
     def now(self) -> datetime:
-        """The API's clock: the ``Date`` of its latest response (contract §3)."""
+        """The API's clock: the ``Date`` of its latest response within the bound (contract §3, §6)."""
 
     def list_operations(
         self,

@@ -6,7 +6,12 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
-from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound
+from comms_bridge.comms.exceptions import (
+    CommsApiError,
+    CommsAuthError,
+    CommsMalformedOperation,
+    CommsNotFound,
+)
 from comms_bridge.comms.models import OperationsPage, OperationStatus, parse_timestamp
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.discovery import RETENTION, bucket_id
@@ -76,6 +81,8 @@ class ApiReader:
                 if page.next_token and not self.budget_left():
                     self.summary.stopped_reason = "time budget"
                     return False
+        except CommsAuthError:
+            raise  # no later request can succeed: the invocation fails (contract §6)
         except CommsApiError as exc:
             self.fail("list", exc)
             return False
@@ -92,12 +99,8 @@ class ApiReader:
     ) -> None:
         observed_at = self.source.now()
         self.summary.operations_seen += len(page.operations)
-        self.summary.skipped_malformed += len(page.skipped)
         for item in page.skipped:
-            logger.warning(
-                "skipped a malformed operation from the API",
-                extra={"operationId": item.item_id, "reason": item.reason[:300]},
-            )
+            self.skip(item.item_id, item.reason)
         for op in page.operations:
             frame.listed_ids.add(op.id)
             if counts is not None:
@@ -116,12 +119,24 @@ class ApiReader:
         except CommsNotFound:
             self._forget(frame, op_id, "404 from the API: the operation left Twilio's retention")
             return
+        except CommsMalformedOperation as exc:
+            self.skip(op_id, str(exc))  # kept as it was: fetched again by the next run
+            return
+        except CommsAuthError:
+            raise
         except CommsApiError as exc:
             self.fail(f"fetch {op_id}", exc)
             return
         self.summary.fetched += 1
         if frame.candidates.add(operation, self.source.now()):
             self.summary.candidates += 1
+
+    def skip(self, op_id: str | None, reason: str) -> None:
+        """A malformed operation (contract §4), or one dated later than the API's clock allows (§6)."""
+        self.summary.skipped_malformed += 1
+        logger.warning(
+            "skipped a malformed operation from the API", extra={"operationId": op_id, "reason": reason[:300]}
+        )
 
     def _forget(self, frame: RunFrame, op_id: str, reason: str) -> None:
         frame.candidates.applier.forget(op_id)

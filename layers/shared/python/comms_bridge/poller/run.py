@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import chain
 
-from comms_bridge.comms.exceptions import CommsApiError
+from comms_bridge.comms.exceptions import CommsApiError, CommsAuthError
 from comms_bridge.comms.models import OperationsPage, OperationStatus
 from comms_bridge.poller.apply import ApplyTally, ChangeApplier
 from comms_bridge.poller.budget import TimeBudget
@@ -34,6 +34,7 @@ from comms_bridge.poller.checkpoint import (
     Checkpoint,
     bucket_counts,
     bucket_views,
+    drop_future_times,
     next_checkpoint,
 )
 from comms_bridge.poller.config import PollerConfig
@@ -57,6 +58,7 @@ from comms_bridge.poller.ports import (
     StateStore,
 )
 from comms_bridge.poller.reader import ApiReader
+from comms_bridge.poller.state_store import StoreCounters
 from comms_bridge.poller.summary import RunStatus, RunSummary
 from comms_bridge.settings import BootstrapMode
 
@@ -92,6 +94,7 @@ class PollerRun:
     ) -> None:
         self.budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds)
         self._requests_before = source.request_count
+        self._distrusted_before = source.distrusted_dates
         self.source = source.with_deadline(self.budget.deadline)
         self.store = store
         self.lease = lease
@@ -165,6 +168,8 @@ class PollerRun:
         processing = self.reader.pages(status=OperationStatus.PROCESSING)
         try:
             first = next(processing)
+        except CommsAuthError:
+            raise  # the invocation fails, so that the function's error alarm fires (contract §6)
         except CommsApiError as exc:
             self.reader.fail("active", exc)
             self.summary.status = RunStatus.FAILED
@@ -172,6 +177,9 @@ class PollerRun:
         return chain([first], processing)
 
     def _take_lease(self) -> RunFrame | None:
+        if self.source.distrusted_dates > self._distrusted_before:
+            self._distrust_clock()
+            return None
         run_start = self.source.now()
         lease_for = min(self.config.lease_seconds, self.budget.remaining_seconds() + 30)
         checkpoint = self.lease.acquire(run_start, lease_for)
@@ -180,7 +188,16 @@ class PollerRun:
             self.metrics.add("LeaseContended", "Count", 1)
             self.summary.status = RunStatus.CONTENDED
             return None
+        latest = run_start + timedelta(seconds=self.config.max_clock_skew_seconds)
+        checkpoint, future = drop_future_times(checkpoint, latest)
+        self.summary.clock_skew_detected += future
         return self._frame(run_start, checkpoint)
+
+    def _distrust_clock(self) -> None:
+        """No lease, watermark or checkpoint is written with a distrusted ``Date`` (contract §6); until a run
+        can start, the lag alarm (no lag reported) and the clock-skew alarm fire."""
+        self.summary.status, self.summary.stopped_reason = RunStatus.PARTIAL, "API clock distrusted"
+        logger.warning("the Comms API's Date is farther from the local clock than MAX_CLOCK_SKEW_SECONDS")
 
     def _frame(self, run_start: datetime, checkpoint: Checkpoint) -> RunFrame:
         cfg = self.config
@@ -350,22 +367,28 @@ class PollerRun:
         self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner)
         self.summary.bootstrapped = checkpoint.bootstrapped
         if seen_through is not None:
-            self.summary.checkpoint_lag_seconds = max((now - seen_through).total_seconds(), 0.0)
+            # Signed: a checkpoint ahead of the API's clock shows as negative lag, not as none (§6).
+            self.summary.checkpoint_lag_seconds = (now - seen_through).total_seconds()
 
     def _finish(self, started: float) -> None:
-        s, tally, counters = self.summary, self.tally, self.store.counters
-        s.changes_detected = tally.changes_detected
-        s.events_published = tally.events_published
-        s.publish_failures = tally.publish_failures
-        s.stale_observations = tally.stale_observations
-        s.states_written = tally.states_written
+        s = self.summary
         s.comms_requests = self.source.request_count - self._requests_before
+        s.clock_skew_detected += self.source.distrusted_dates - self._distrusted_before
         s.put_events_calls = self.sink.put_events_calls
-        s.dynamodb_calls = dict(counters.calls)
-        s.dynamodb_items_read = counters.items_read
-        s.dynamodb_items_written = counters.items_written + counters.items_deleted
         s.duration_ms = int((time.monotonic() - started) * 1000)
+        _take_counts(s, self.tally, self.store.counters)
         s.put_metrics(self.metrics)
+
+
+def _take_counts(s: RunSummary, tally: ApplyTally, counters: StoreCounters) -> None:
+    s.changes_detected = tally.changes_detected
+    s.events_published = tally.events_published
+    s.publish_failures = tally.publish_failures
+    s.stale_observations = tally.stale_observations
+    s.states_written = tally.states_written
+    s.dynamodb_calls = dict(counters.calls)
+    s.dynamodb_items_read = counters.items_read
+    s.dynamodb_items_written = counters.items_written + counters.items_deleted
 
 
 def run(

@@ -44,6 +44,7 @@ class RunSummary:
     dynamodb_calls: dict[str, int] = field(default_factory=dict)
     dynamodb_items_read: int = 0
     dynamodb_items_written: int = 0
+    clock_skew_detected: int = 0  # API Dates, and stored times, farther from the local clock than allowed
     checkpoint_lag_seconds: float | None = None
     duration_ms: int = 0
     bootstrapped: bool = False
@@ -66,6 +67,7 @@ class RunSummary:
         m.add("StateItemsRead", "Count", self.dynamodb_items_read)
         m.add("StateItemsWritten", "Count", self.dynamodb_items_written)
         m.add("BucketsRefreshed", "Count", self.buckets_refreshed)
+        m.add("ClockSkewDetected", "Count", self.clock_skew_detected)
         if self.checkpoint_lag_seconds is not None:
             m.add("CheckpointLagSeconds", "Seconds", self.checkpoint_lag_seconds)
         if self.status.incomplete:

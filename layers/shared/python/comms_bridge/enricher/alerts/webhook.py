@@ -28,7 +28,7 @@ import requests
 
 from comms_bridge.aws.errors import error_code
 from comms_bridge.aws.secrets import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike
-from comms_bridge.settings import SettingsError, check_secure_url
+from comms_bridge.settings import SettingsError, check_slack_webhook_url
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 CONNECT_TIMEOUT_SECONDS: Final = 3.05
@@ -60,7 +60,8 @@ class SlackPostResult:
 
 
 def webhook_url_from_secret(value: object) -> str:
-    """The secret's value is the URL itself or JSON ``{"webhookUrl": "..."}``; https unless loopback."""
+    """The secret's value is the URL itself or JSON ``{"webhookUrl": "..."}``: https to hooks.slack.com or
+    hooks.slack-gov.com, or a loopback host (contract §6). The errors never echo the URL."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, str):
@@ -75,7 +76,7 @@ def webhook_url_from_secret(value: object) -> str:
         if not isinstance(url, str) or not url.strip():
             raise SettingsError(f"{WEBHOOK_SETTING}: the JSON has no 'webhookUrl' string")
         text = url.strip()
-    return check_secure_url(text, what=WEBHOOK_SETTING)
+    return check_slack_webhook_url(text, what=WEBHOOK_SETTING)
 
 
 class SecretWebhookUrl:
