@@ -109,7 +109,7 @@ class FakePorts:
     def alert_budget(self, prefix: str) -> MemoryBudget:
         return self.budget
 
-    def summary_sink(self) -> FakeSink:
+    def summary_sink(self, time_left: Callable[[], float]) -> FakeSink:
         return self.sink
 
     def alert_targets(self, time_left: Callable[[], float]) -> list[FakeTarget]:

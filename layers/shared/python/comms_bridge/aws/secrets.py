@@ -77,6 +77,8 @@ def _provider_for(secret_id: str) -> SecretsProviderLike:
 
         _PROVIDERS[key] = SecretsProvider(boto3_client=AwsClients(region=key[0]).secretsmanager())
     return _PROVIDERS[key]
+
+
 def credentials_refresher(
     settings: Settings, secrets_provider: SecretsProviderLike | None = None
 ) -> Callable[[], CommsCredentials] | None:

@@ -30,7 +30,8 @@ class ErrorsSource(Protocol):
 class OperationSource(Protocol):
     """The Comms API as the confirmation needs it (``CommsClient`` is one)."""
 
-    account_sid: str
+    @property
+    def account_sid(self) -> str: ...
 
     def fetch_operation(self, operation_id: str) -> EmailOperation:
         """Raise ``CommsNotFound`` for an operation the API does not know."""

@@ -36,7 +36,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from comms_bridge.aws.clients import AwsClients
 from comms_bridge.aws.eventbridge import EventPublisher
-from comms_bridge.aws.secrets import SecretsProviderLike, load_credentials
+from comms_bridge.aws.secrets import SecretsProviderLike, credentials_refresher, load_credentials
 from comms_bridge.comms.client import CommsClient
 from comms_bridge.enricher.adapters import (
     DynamoDBAlertBudget,
@@ -90,7 +90,7 @@ class EnricherPorts(Protocol):
 
     def errors_source(self, time_left: Callable[[], float]) -> CommsSource: ...
 
-    def summary_sink(self) -> SummarySink: ...
+    def summary_sink(self, time_left: Callable[[], float]) -> SummarySink: ...
 
     def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]: ...
 
@@ -131,10 +131,14 @@ class AwsPorts:
             load_credentials(self.settings, self.secrets),
             session=self.comms_session,
             deadline=time_left,
+            max_clock_skew=self.settings.max_clock_skew_seconds,
+            max_response_bytes=self.settings.comms_max_response_bytes,
+            refresh_credentials=credentials_refresher(self.settings, self.secrets),
         )
 
-    def summary_sink(self) -> SummarySink:
-        return EventBridgeSummarySink(self.publisher)
+    def summary_sink(self, time_left: Callable[[], float]) -> SummarySink:
+        # EventBridge retries stop at this invocation's end (contract §6).
+        return EventBridgeSummarySink(self.publisher.with_deadline(time_left))
 
     def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]:
         """SNS then Slack, each only when configured (contract §2: either may be unset)."""
@@ -295,7 +299,7 @@ class EnricherRuntime:
         return Enricher(
             comms=comms,
             errors=comms,
-            sink=self.ports.summary_sink(),
+            sink=self.ports.summary_sink(seconds_left),
             targets=self.ports.alert_targets(lambda: seconds_left() - SLACK_MARGIN_SECONDS),
             budget=self.ports.alert_budget(self.key_prefix),
             ledger=PowertoolsLedger(self.step_store, self.step_config, prefix=self.key_prefix),
