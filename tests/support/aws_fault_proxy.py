@@ -12,10 +12,13 @@ the ``X-Amz-Target`` header (``DynamoDB_20120810.BatchWriteItem``, ``AWSEvents.P
 * ``unprocessed`` (BatchWriteItem/BatchGetItem): nothing is forwarded, everything comes back as
   ``UnprocessedItems``/``UnprocessedKeys``;
 * ``fail_after_forward``: forward, then answer 500 anyway (the call's effect happened, the caller does
-  not know it).
+  not know it);
+* ``transaction_conflict`` (TransactWriteItems): nothing is forwarded, the transaction comes back
+  cancelled with a ``TransactionConflict`` reason for each of its actions (another transaction was
+  writing one of its items).
 
 ``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
-batch calls, for cost figures.
+batch calls and transactions, for cost figures.
 """
 
 from __future__ import annotations
@@ -47,17 +50,20 @@ _HOP_BY_HOP = {
 @dataclass
 class AwsFault:
     target: str
-    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward
+    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward | transaction_conflict
     times: int | None = 1
     skip: int = 0
     entries: Callable[[int, dict[str, Any]], bool] | None = None  # (index, entry) -> fail it?
     error_code: str = "InternalFailure"
     error_message: str = "injected by aws_fault_proxy"
+    body_contains: bytes | None = None  # only requests whose body holds this (one kind of write)
     seen: int = 0
     fired: int = 0
 
-    def take(self, target: str) -> bool:
+    def take(self, target: str, body: bytes = b"") -> bool:
         if target != self.target:
+            return False
+        if self.body_contains is not None and self.body_contains not in body:
             return False
         self.seen += 1
         if self.seen <= self.skip:
@@ -112,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[target] += 1
             state.entries[target] += _count_entries(target, body)
-            rule = next((r for r in state.rules if r.take(target)), None)
+            rule = next((r for r in state.rules if r.take(target, body)), None)
         if rule is None:
             self._forward(body)
         elif rule.kind == "throttle":
@@ -126,6 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._unprocessed(target, body)
         elif rule.kind == "fail_entries":
             self._fail_entries(body, rule)
+        elif rule.kind == "transaction_conflict":
+            actions = len(json.loads(body).get("TransactItems", []))
+            reasons = [{"Code": "TransactionConflict", "Message": "injected"}] * actions
+            payload = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "Message": "Transaction cancelled (injected) [TransactionConflict]",
+                    "CancellationReasons": reasons,
+                }
+            ).encode()
+            self._send(400, payload, {"Content-Type": "application/x-amz-json-1.0"})
         else:
             raise ValueError(f"unknown fault kind {rule.kind}")
 
@@ -190,7 +207,7 @@ def _throttle_type(target: str) -> str:
 
 
 def _count_entries(target: str, body: bytes) -> int:
-    if not body or not target.endswith(("PutEvents", "BatchWriteItem", "BatchGetItem")):
+    if not body or not target.endswith(("PutEvents", "BatchWriteItem", "BatchGetItem", "TransactWriteItems")):
         return 0
     try:
         payload = json.loads(body)
@@ -198,6 +215,8 @@ def _count_entries(target: str, body: bytes) -> int:
         return 0
     if target.endswith("PutEvents"):
         return len(payload.get("Entries", []))
+    if target.endswith("TransactWriteItems"):
+        return len(payload.get("TransactItems", []))
     requests_by_table = payload.get("RequestItems", {})
     if target.endswith("BatchGetItem"):
         return sum(len(spec.get("Keys", [])) for spec in requests_by_table.values())

@@ -180,13 +180,13 @@ def test_put_events_persistent_failure_keeps_the_state_and_republishes_the_same_
     assert_caught_up(harness, at_bootstrap)
 
 
-def test_dynamodb_throttling_and_unprocessed_items_are_retried(harness: PollerHarness) -> None:
+def test_dynamodb_throttling_and_conflicting_transactions_are_retried(harness: PollerHarness) -> None:
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
     rules = [
-        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "throttle", times=1)),
         harness.proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "throttle", times=1)),
-        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "transaction_conflict", times=1)),
     ]
     summary = harness.invoke()
     assert summary["status"] == "complete"
@@ -195,26 +195,45 @@ def test_dynamodb_throttling_and_unprocessed_items_are_retried(harness: PollerHa
     assert_caught_up(harness, at_bootstrap)
 
 
-def test_crash_between_publish_and_state_write_republishes_identical_keys(harness: PollerHarness) -> None:
+def test_crash_between_publish_and_settle_republishes_identical_keys(harness: PollerHarness) -> None:
+    """Claim-before-publish: the new states are written with a claim, the events go out, and settling the
+    claims fails (the function dies there). Once the claims lapse, the next run publishes the same events
+    again under the same keys and settles them; nothing is lost, nothing gets a second key."""
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
-    harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=None))
-    with pytest.raises(StateStoreError, match="unprocessed"):
+    settles = harness.proxy.add(
+        AwsFault("DynamoDB_20120810.TransactWriteItems", "500", times=None, body_contains=b"REMOVE #claim")
+    )
+    single_settles = harness.proxy.add(
+        AwsFault("DynamoDB_20120810.UpdateItem", "500", times=None, body_contains=b"REMOVE #claim")
+    )
+    with pytest.raises(StateStoreError):
         harness.invoke()
+    assert settles.fired + single_settles.fired > 0
     # The failed invocation released its lease (the checkpoint item keeps no owner).
     (checkpoint,) = [item for item in harness.state_items() if item["sk"]["S"] == "CHECKPOINT"]
     assert "owner" not in checkpoint
     published = harness.drain()
     assert published
+    claimed = [item for item in harness.state_items() if "claim" in item]
+    assert claimed, "the claims of the dead invocation are still in the table"
     harness.proxy.clear()
+    # Time passes on the local clock until the claims lapse (their writer's deadline plus the margin).
+    for item in claimed:
+        harness.stack.client("dynamodb").update_item(
+            TableName=harness.stack.state_table_name,
+            Key={"pk": item["pk"], "sk": item["sk"]},
+            UpdateExpression="SET #claim.#until = :zero",
+            ExpressionAttributeNames={"#claim": "claim", "#until": "until"},
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
     summary = harness.invoke()
-    assert summary["status"] == "complete"
+    assert summary["status"] == "complete" and summary["claims_recovered"] == len(claimed)
     republished = harness.drain()
     # Same changes, same keys: consumers dedupe. Nothing was lost either.
     assert keys_by_type(published) <= keys_by_type(republished)
+    assert not [item for item in harness.state_items() if "claim" in item and item["sk"]["S"] == "STATE"]
     assert_caught_up(harness, at_bootstrap)
-    # The lease of the failed invocation was released: the recovery run was not blocked.
-    assert summary["status"] != "contended"
 
 
 def test_two_overlapping_invocations_publish_once(harness: PollerHarness) -> None:
