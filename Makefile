@@ -48,8 +48,8 @@ test: $(STAMP) lint typecheck cfn-lint docs ## everything CI runs: lint, types, 
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-demo: $(STAMP) ## the whole pipeline locally: simulator + moto server + both functions
-	$(BIN)/python -m comms_bridge_tools.demo
+demo: $(STAMP) ## the whole pipeline locally (ARGS=--push: with the Event Streams push path)
+	$(BIN)/python -m comms_bridge_tools.demo $(ARGS)
 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 	$(BIN)/python -m benchmarks.run

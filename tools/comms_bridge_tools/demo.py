@@ -28,13 +28,16 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import boto3
+
+if TYPE_CHECKING:
+    from comms_bridge_tools.demo_push import PushPath
 
 from comms_bridge.events.detail_types import DetailType
 from comms_bridge_tools import local_stack
@@ -67,6 +70,11 @@ TRAILING_TICKS: Final = 2
 _RATE_RE: Final = re.compile(r"^rate\(\s*(\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\s*\)$")
 _RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _OPERATION_ID_RE: Final = re.compile(r"comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}")
+# --push deploys the stack as EnableEventStreams=true would (the external id only guards the writer role).
+PUSH_STACK_PARAMETERS: Final = {
+    "EnableEventStreams": "true",
+    "EventStreamsExternalId": "demo-external-id-0123456789",
+}
 
 
 def schedule_seconds(expression: str) -> int:
@@ -168,6 +176,7 @@ class DemoResult:
     problems: list[str] = field(default_factory=list)
     invocations: Counter[str] = field(default_factory=Counter)
     handler_log: str | None = None
+    push_lines: list[str] = field(default_factory=list)  # with --push: one line per status change
 
     @property
     def ok(self) -> bool:
@@ -265,6 +274,8 @@ class DemoOptions:
     speed: float | None = DEFAULT_SPEED
     no_color: bool = False
     expectations: Mapping[str, Expectation] | None = None
+    # The Event Streams push path on (EnableEventStreams=true): deliveries this long after each change.
+    push_delay: float | None = None
 
 
 def _clock_text(value: datetime) -> str:
@@ -320,7 +331,8 @@ def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
     function_arns = {
         aws.resource_names[f"{logical_id}.Arn"]: logical_id
         for logical_id, resource in aws.template["Resources"].items()
-        if resource.get("Type") == "AWS::Serverless::Function"
+        # A function whose condition is off (StreamFunction without EnableEventStreams) was not created.
+        if resource.get("Type") == "AWS::Serverless::Function" and f"{logical_id}.Arn" in aws.resource_names
     }
     routes: list[RuleRoute] = []
     for logical_id, resource in aws.template["Resources"].items():
@@ -373,6 +385,8 @@ class DemoRun:
         }
         self._validator = _Validator()
         self.functions: dict[str, LambdaFunction] = {}
+        self.arrivals: dict[tuple[str, str], tuple[datetime, str]] = {}  # (op, status) -> first on the bus
+        self.path = "poll"
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -393,6 +407,8 @@ class DemoRun:
         record = self.result.operations.get(str(operation_id))
         if record is not None:
             record.observe(detail_type, detail)
+        if detail_type == "Email Operation Status Changed":
+            self.arrivals.setdefault((str(operation_id), str(detail.get("status"))), (now, self.path))
         self.timeline.event(
             TimelineEvent(
                 at=_event_time(event, now),
@@ -487,7 +503,10 @@ class DemoRun:
                 session,
                 prefix=f"demo-{uuid.uuid4().hex[:6]}",
                 # Only what a deployment gets from outside: where the API is and the two secrets.
-                parameters={"CommsApiBaseUrl": sim.base_url},
+                parameters={
+                    "CommsApiBaseUrl": sim.base_url,
+                    **(PUSH_STACK_PARAMETERS if self.options.push_delay is not None else {}),
+                },
                 twilio_secret={"accountSid": DEMO_ACCOUNT_SID, "authToken": DEMO_AUTH_TOKEN},
                 slack_webhook_url=slack.url,
             )
@@ -508,11 +527,19 @@ class DemoRun:
                 ticks=ticks,
                 now=clock.now(),
             )
+            push = self._push_path(aws, sim, clock, end)
+            if push is not None:
+                # The story's changes fall on whole minutes, as its polls do; a real schedule has no reason
+                # to line up with the sends, so with --push the polls run half a period later.
+                clock.advance(interval // 2)
+            polls: list[datetime] = []
             self.timeline.start_progress(ticks, "polls")
             try:
                 for tick in range(ticks):
                     wall_tick = time.perf_counter()
                     now = clock.now()
+                    polls.append(now)
+                    self.path = "poll"
                     poll = poller.invoke(payload)
                     if isinstance(poll.result, dict) and poll.result.get("status") in ("partial", "failed"):
                         errors = "; ".join(poll.result.get("errors") or [])
@@ -528,9 +555,13 @@ class DemoRun:
                         pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
                         if pause > 0:
                             time.sleep(pause)
-                    clock.advance(interval)
+                    if push is not None:
+                        push.run_until(now + timedelta(seconds=interval), self._pushed(aws, routes, slack))
+                    clock.set(now + timedelta(seconds=interval))
             finally:
                 self.timeline.stop_progress()
+            if push is not None:
+                self.result.push_lines = push.report(self.arrivals, polls, self._label)
 
         self.result.wall_seconds = time.perf_counter() - started
         for logical_id, function in self.functions.items():
@@ -539,6 +570,33 @@ class DemoRun:
             for invocation in failed:
                 self.result.problems.append(f"{logical_id} invocation failed: {invocation.error}")
         return self.result
+
+    def _push_path(self, aws: local_stack.LocalStack, sim: Any, clock: Any, end: datetime) -> PushPath | None:
+        if self.options.push_delay is None:
+            return None
+        from comms_bridge_tools.demo_push import PushPath  # noqa: PLC0415 -- keeps --help fast
+        from comms_sim.event_streams import DeliveryFaults  # noqa: PLC0415
+
+        return PushPath.plan(
+            sim,
+            clock,
+            kinesis=aws.client("kinesis"),
+            stream_name=aws.stream_name(),
+            function=self._function(aws, "StreamFunction"),
+            until=end,
+            faults=DeliveryFaults(delay_seconds=self.options.push_delay),
+        )
+
+    def _pushed(
+        self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], slack: SlackReceiver
+    ) -> Callable[[datetime], None]:
+        def after_batch(now: datetime) -> None:
+            self.path = "push"
+            self._drain_bus(aws, now)
+            self._deliver(aws, routes, now)
+            self._collect_alerts(aws, slack, now)
+
+        return after_batch
 
     def _header(
         self,
@@ -668,6 +726,11 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
         wall_seconds=result.wall_seconds,
         polls=result.polls,
     )
+    if result.push_lines:
+        timeline.blank()
+        timeline.note("push path: per status change, how long after the API change its event reached the bus")
+        for line in result.push_lines:
+            timeline.note("  " + line)
     timeline.note(f"handler logs (Powertools JSON): {log_path}")
     timeline.verdict(result.problems, story=bool(expectations))
     return result
@@ -699,6 +762,19 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="no pacing: run the polls back to back")
     parser.add_argument("--no-color", action="store_true", help="plain text (also when NO_COLOR is set)")
     parser.add_argument(
+        "--push",
+        action="store_true",
+        help="turn the Event Streams push path on (EnableEventStreams=true) and show, per status change, "
+        "how long it took to reach the bus on each path",
+    )
+    parser.add_argument(
+        "--push-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --push: Event Streams delivery delay after each change (default: %(default)s)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout (timeline on stderr)"
     )
     return parser
@@ -712,6 +788,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         scenario=args.scenario,
         speed=None if args.fast else args.speed,
         no_color=args.no_color,
+        push_delay=args.push_delay if args.push else None,
     )
     stream = out if out is not None else sys.stdout
     result = run_demo(options, out=sys.stderr if args.json else stream)
