@@ -27,6 +27,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from aws_lambda_powertools.utilities.parameters import clear_caches
+
 from benchmarks.harness import CLOCK_START, Workload, build_scenario, measure_workload
 from benchmarks.results import RESULTS_DIR
 from benchmarks.rig import running_rig, scheduled_event
@@ -109,6 +111,8 @@ def latency_scenario(seed: int, minutes: int) -> Scenario:
 def run_phase(
     name: str, scenario: Scenario, *, push: DeliveryFaults | None, poll_period: int, minutes: int
 ) -> PhaseResult:
+    # Each phase has its own moto and proxy: Powertools' cached secrets client must not keep the last one's.
+    clear_caches()  # type: ignore[no-untyped-call]
     clock = ManualClock(CLOCK_START)
     parameters = {"EnableEventStreams": "true", "EventStreamsExternalId": EXTERNAL_ID}
     prefix = "push-" + "".join(c if c.isalnum() else "-" for c in name)

@@ -21,7 +21,8 @@ from comms_bridge.stream.records import (
     SkipReason,
     parse_record,
 )
-from comms_bridge.stream.runtime import parse_kinesis_records
+from comms_bridge.stream.consumer import BatchOutcome
+from comms_bridge.stream.runtime import parse_kinesis_records, partial_response
 from comms_bridge_tools.kinesis_events import cloud_event
 from tests.support.operation_factory import T0, operation, operation_id
 from tests.support.stream_fakes import STREAM_ARN, StreamWorld, pushed, sink_test
@@ -312,3 +313,7 @@ def test_the_sample_invocation_event_holds_one_record_of_each_acted_on_kind() ->
     sample = json.loads((Path(__file__).resolve().parents[3] / "events" / "stream-kinesis.json").read_text())
     kinds = [type(record) for record in parse_kinesis_records(sample)]
     assert kinds == [OperationEvent, SinkTestEvent]
+
+
+def test_an_empty_batch_answers_no_failures() -> None:
+    assert partial_response({"Records": []}, BatchOutcome(), None) == {"batchItemFailures": []}

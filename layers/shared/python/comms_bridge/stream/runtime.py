@@ -47,6 +47,9 @@ def partial_response(event: dict[str, Any], outcome: BatchOutcome, context: Any)
     """The ``batchItemFailures`` response for ``outcome``, through Powertools' Kinesis batch processor. A
     batch whose every record failed is reported the same way (not raised): Lambda retries from the first."""
 
+    if not event.get("Records"):  # Powertools refuses an empty batch; Lambda never sends one
+        return {"batchItemFailures": []}
+
     def handle(record: KinesisStreamRecord) -> None:
         reason = outcome.failed.get(record.kinesis.sequence_number)
         if reason is not None:
