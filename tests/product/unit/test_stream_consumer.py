@@ -14,6 +14,7 @@ from comms_bridge.comms.exceptions import CommsMalformedResponse, CommsNotFound
 from comms_bridge.comms.models import OperationStatus
 from comms_bridge.poller.checkpoint import Checkpoint
 from comms_bridge.poller.claims import StateWrite
+from comms_bridge.stream.consumer import BatchOutcome
 from comms_bridge.stream.records import (
     OperationEvent,
     SinkTestEvent,
@@ -21,7 +22,6 @@ from comms_bridge.stream.records import (
     SkipReason,
     parse_record,
 )
-from comms_bridge.stream.consumer import BatchOutcome
 from comms_bridge.stream.runtime import parse_kinesis_records, partial_response
 from comms_bridge_tools.kinesis_events import cloud_event
 from tests.support.operation_factory import T0, operation, operation_id
