@@ -53,6 +53,7 @@ demo: $(STAMP) ## the whole pipeline locally (ARGS=--push: with the Event Stream
 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.push
 
 build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and check the built layer
 	$(SAM_VENV)/bin/sam build --template template.yaml

@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="latency phases only, 20 minutes each")
     parser.add_argument("--minutes", type=int, default=None)
+    parser.add_argument("--requests-only", action="store_true", help="only the 100k requests-per-hour figure")
     args = parser.parse_args(argv)
     minutes = args.minutes or (20 if args.quick else 60)
     scenario = latency_scenario(SEED, minutes)
@@ -274,13 +275,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     results: dict[str, Any] = {"phases": []}
-    for name, faults, period in phases:
+    if PUSH_JSON.exists():  # a partial run keeps the other figures of the last one
+        results = {**json.loads(PUSH_JSON.read_text()), "phases": []}
+    for name, faults, period in [] if args.requests_only else phases:
         _progress(f"{name}: {minutes} minutes of API time ...")
         phase = run_phase(name, scenario, push=faults, poll_period=period, minutes=minutes)
         row = {**asdict(phase), "p50": phase.p50, "p95": phase.p95}
         del row["latencies"]
         results["phases"].append(row)
         print(_line(phase), flush=True)
+    if args.requests_only:
+        results["phases"] = json.loads(PUSH_JSON.read_text()).get("phases", []) if PUSH_JSON.exists() else []
     if not args.quick:
         _progress("Comms requests per hour at the 100k window (push + 5-minute poll) ...")
         results["requests_per_hour_100k"] = requests_per_hour(SEED, _progress)
