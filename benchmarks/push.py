@@ -137,22 +137,10 @@ def run_phase(
             lambda event: stream.invoke(event).result or {},
         )
         before = rig.simulator.counters.get("total", 0)
-        seen: dict[tuple[str, str], tuple[datetime, str, str]] = {}
-        keys: dict[str, int] = {}
+        bus = _Bus(rig, clock)
         polls = [start]
         next_poll = start + timedelta(seconds=poll_period)
         pending = list(planned)
-
-        def observe(path: str) -> None:
-            for event in rig.published():
-                detail = event["detail"]
-                keys[detail["eventKey"]] = keys.get(detail["eventKey"], 0) + 1
-                if event["detail-type"] == STATUS:
-                    pair = (detail["operationId"], detail["status"])
-                    if pair in seen and seen[pair][2] != detail["eventKey"]:
-                        result.double_keyed += 1
-                    seen.setdefault(pair, (clock.now(), path, detail["eventKey"]))
-
         result = PhaseResult(name, poll_period, minutes, len(found), len(planned))
         while clock.now() < end:
             next_push = pending[0].due + timedelta(seconds=BATCH_WINDOW) if pending else None
@@ -162,16 +150,38 @@ def run_phase(
                 pending = pending[len(due) :]
                 _put(rig.stack.client("kinesis"), rig.stack.stream_name(), due)
                 _timed(clock, pump.pump)
-                observe("push")
+                bus.observe("push")
             else:
                 clock.set(max(clock.now(), next_poll))
                 polls.append(clock.now())
                 _timed(clock, lambda: poller.invoke(scheduled_event(clock.now())))
-                observe("poll")
+                bus.observe("poll")
                 next_poll += timedelta(seconds=poll_period)
         result.comms_requests = rig.simulator.counters.get("total", 0) - before
-        _score(result, found, seen, keys, polls, rig.simulator)
+        result.double_keyed = bus.double_keyed
+        _score(result, found, bus.seen, bus.keys, polls, rig.simulator)
     return result
+
+
+@dataclass
+class _Bus:
+    """What reached the bus per (operation, status): first when (API clock), by which path, which key."""
+
+    rig: Any
+    clock: ManualClock
+    seen: dict[tuple[str, str], tuple[datetime, str, str]] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)
+    double_keyed: int = 0
+
+    def observe(self, path: str) -> None:
+        for event in self.rig.published():
+            detail = event["detail"]
+            self.keys[detail["eventKey"]] = self.keys.get(detail["eventKey"], 0) + 1
+            if event["detail-type"] == STATUS:
+                pair = (detail["operationId"], detail["status"])
+                if pair in self.seen and self.seen[pair][2] != detail["eventKey"]:
+                    self.double_keyed += 1
+                self.seen.setdefault(pair, (self.clock.now(), path, detail["eventKey"]))
 
 
 def _put(kinesis: Any, stream_name: str, due: Sequence[Delivery]) -> None:
