@@ -190,6 +190,7 @@ class DemoResult:
             "wallSeconds": round(self.wall_seconds, 2),
             "problems": self.problems,
             "invocations": dict(self.invocations),
+            "push": self.push_lines,
             "operations": [
                 {
                     "name": record.name,

@@ -84,7 +84,7 @@ class PushPath:
                 continue
             arrival = arrivals.get((t.operation_id, t.status))
             next_poll = next((p for p in polls if p >= t.at), None)
-            poll_text = "poll: no later poll" if next_poll is None else f"poll +{_seconds(next_poll - t.at)}"
+            poll_text = "no later poll" if next_poll is None else f"next poll +{_seconds(next_poll - t.at)}"
             if arrival is None:
                 bus = "never on the bus (superseded before the next poll)"
             else:
