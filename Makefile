@@ -68,7 +68,7 @@ test: $(STAMP) lint typecheck cfn-lint checkov docs ## everything CI runs: lint,
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-demo: $(DEMO_STAMP) ## the whole pipeline locally: simulator + moto server + both functions (ARGS=--fast ...)
+demo: $(DEMO_STAMP) ## the whole pipeline locally: simulator + moto server + both functions (ARGS=--fast, --push ...)
 	$(BIN)/python -m comms_bridge_tools.demo $(ARGS)
 
 local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the CLI; prints the exports (Ctrl-C stops)
@@ -76,6 +76,7 @@ local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the 
 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.push
 
 build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and check the built layer
 	$(SAM_VENV)/bin/sam build --template template.yaml

@@ -16,9 +16,12 @@ services on the query protocol, the service and ``Action`` (``sns.Publish``), an
   not know it);
 * ``refuse``: ``status`` with the error ``error_code`` (``AuthorizationError``, 403: a permanent refusal),
   without forwarding.
+* ``transaction_conflict`` (TransactWriteItems): nothing is forwarded, the transaction comes back
+  cancelled with a ``TransactionConflict`` reason for each of its actions (another transaction was
+  writing one of its items).
 
 ``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
-batch calls, for cost figures.
+batch calls and transactions, for cost figures.
 """
 
 from __future__ import annotations
@@ -52,18 +55,21 @@ _HOP_BY_HOP = {
 @dataclass
 class AwsFault:
     target: str
-    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward | refuse
+    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward | refuse | transaction_conflict
     times: int | None = 1
     skip: int = 0
     entries: Callable[[int, dict[str, Any]], bool] | None = None  # (index, entry) -> fail it?
     error_code: str = "InternalFailure"
     error_message: str = "injected by aws_fault_proxy"
     status: int = 400  # of a ``refuse``
+    body_contains: bytes | None = None  # only requests whose body holds this (one kind of write)
     seen: int = 0
     fired: int = 0
 
-    def take(self, target: str) -> bool:
+    def take(self, target: str, body: bytes = b"") -> bool:
         if target != self.target:
+            return False
+        if self.body_contains is not None and self.body_contains not in body:
             return False
         self.seen += 1
         if self.seen <= self.skip:
@@ -120,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[target] += 1
             state.entries[target] += _count_entries(target, body)
-            rule = next((r for r in state.rules if r.take(target)), None)
+            rule = next((r for r in state.rules if r.take(target, body)), None)
         if rule is None:
             self._forward(body)
         elif rule.kind == "throttle":
@@ -136,6 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._unprocessed(target, body)
         elif rule.kind == "fail_entries":
             self._fail_entries(body, rule)
+        elif rule.kind == "transaction_conflict":
+            actions = len(json.loads(body).get("TransactItems", []))
+            reasons = [{"Code": "TransactionConflict", "Message": "injected"}] * actions
+            payload = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "Message": "Transaction cancelled (injected) [TransactionConflict]",
+                    "CancellationReasons": reasons,
+                }
+            ).encode()
+            self._send(400, payload, {"Content-Type": "application/x-amz-json-1.0"})
         else:
             raise ValueError(f"unknown fault kind {rule.kind}")
 
@@ -222,7 +239,7 @@ def _throttle_type(target: str) -> str:
 
 
 def _count_entries(target: str, body: bytes) -> int:
-    if not body or not target.endswith(("PutEvents", "BatchWriteItem", "BatchGetItem")):
+    if not body or not target.endswith(("PutEvents", "BatchWriteItem", "BatchGetItem", "TransactWriteItems")):
         return 0
     try:
         payload = json.loads(body)
@@ -230,6 +247,8 @@ def _count_entries(target: str, body: bytes) -> int:
         return 0
     if target.endswith("PutEvents"):
         return len(payload.get("Entries", []))
+    if target.endswith("TransactWriteItems"):
+        return len(payload.get("TransactItems", []))
     requests_by_table = payload.get("RequestItems", {})
     if target.endswith("BatchGetItem"):
         return sum(len(spec.get("Keys", [])) for spec in requests_by_table.values())

@@ -7,7 +7,8 @@ unit-tested in milliseconds. They keep the contracts the real adapters keep, not
   settable local clock by the real :class:`ApiClock`), pages parsed by the real parser so a corrupted or
   far-future item is skipped the real way;
 * :class:`MemoryStateStore` + :class:`MemoryLease`: one account's state, active index and checkpoint, the
-  lease on the checkpoint record (a checkpoint write needs the lease, as in DynamoDB);
+  version protocol of state writes, the lease on the checkpoint record (a checkpoint write needs the
+  lease, as in DynamoDB);
 * :class:`MemoryEventSink`: accepted events in order, a predicate to refuse entries.
 
 They share a :class:`Journal` that records publishes and writes in the order they happened.
@@ -16,7 +17,7 @@ They share a :class:`Journal` that records publishes and writes in the order the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from comms_bridge.comms.models import (
 from comms_bridge.comms.transport import ApiClock
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.claims import IndexAction, LocalClock, Settle, StateWrite, StoredState
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.poller.discovery import RETENTION
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
@@ -52,7 +54,8 @@ from tests.support.operation_factory import ACCOUNT_SID, T0
 
 @dataclass
 class Journal:
-    """``("publish", eventKey)``, ``("write", operationId)``, ``("checkpoint", owner)`` in order."""
+    """``("publish", eventKey)``, ``("write", operationId)``, ``("settle"|"release", operationId)``,
+    ``("checkpoint", owner)`` in order."""
 
     entries: list[tuple[str, str]] = field(default_factory=list)
 
@@ -264,25 +267,42 @@ class ApiView:
 
 
 class MemoryStateStore:
-    """The state table of one account. ``fail_writes``: raise StateStoreError on the next state write."""
+    """The state table of one account, with the version protocol of ``comms_bridge.poller.claims``: a
+    write lands only on the version it expects and on an unclaimed item, a settle only on the claim it
+    names. ``fail_writes``/``fail_settles``: raise StateStoreError on state writes / settles.
+    ``before_commit``: called with the writes before the next commit is applied, where a test lets another
+    writer act between a run's read and its write."""
 
     def __init__(self, journal: Journal | None = None) -> None:
         self.journal = journal or Journal()
         self.counters = StoreCounters()
-        self.states: dict[str, TrackedOperation] = {}
-        self.index: dict[str, TrackedOperation] = {}
+        self.states: dict[str, StoredState] = {}
+        self.index: dict[str, StoredState] = {}
         self.checkpoint: Checkpoint | None = None
         self.lease_owner: str | None = None
         self.lease_until: float = 0.0
         self.fail_writes = False
+        self.fail_settles = False
+        self.before_commit: Callable[[Sequence[StateWrite]], None] | None = None
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]:
+    def seed(self, states: Iterable[TrackedOperation]) -> None:
+        """Put states in place as earlier runs would have left them (next version, no claim)."""
+        for state in states:
+            old = self.states.get(state.operation_id)
+            stored = StoredState.of(state, version=(old.version if old else 0) + 1)
+            self.states[state.operation_id] = stored
+            if state.status.terminal:
+                self.index.pop(state.operation_id, None)
+            else:
+                self.index[state.operation_id] = stored
+
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
         self.counters.count("BatchGetItem")
         found = {op_id: self.states[op_id] for op_id in sorted(set(operation_ids)) if op_id in self.states}
         self.counters.items_read += len(found)
         return found
 
-    def active_index(self) -> dict[str, TrackedOperation]:
+    def active_index(self) -> dict[str, StoredState]:
         self.counters.count("Query")
         self.counters.items_read += len(self.index)
         return dict(self.index)
@@ -291,20 +311,55 @@ class MemoryStateStore:
         self.counters.count("GetItem")
         return self.checkpoint
 
-    def write_states(
-        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
-    ) -> None:
-        self.counters.count("BatchWriteItem")
+    def commit(self, writes: Sequence[StateWrite]) -> set[str]:
+        hook, self.before_commit = self.before_commit, None
+        if hook is not None:
+            hook(writes)
+        self.counters.count("TransactWriteItems")
         if self.fail_writes:
-            raise StateStoreError("BatchWriteItem left 1 item(s) unprocessed")
-        for state in states:
-            self.journal.entries.append(("write", state.operation_id))
-            self.states[state.operation_id] = state
+            raise StateStoreError("TransactWriteItems cancelled: ThrottlingError")
+        refused: set[str] = set()
+        for write in writes:
+            op_id = write.operation_id
+            stored = self.states.get(op_id)
+            if (stored.version if stored else 0) != write.expected or (stored and stored.claim):
+                refused.add(op_id)
+                continue
+            self.journal.entries.append(("write", op_id))
+            version = write.expected + 1
+            self.states[op_id] = StoredState.of(write.state, version=version, claim=write.claim)
             self.counters.items_written += 1
-            if not state.status.terminal:
-                self.index[state.operation_id] = state
-            elif indexed is None or state.operation_id in indexed:
-                self.index.pop(state.operation_id, None)
+            if write.claim is None:  # with a claim, the index entry follows at the settle
+                self._move_index(write.state, version, write.index)
+        return refused
+
+    def _move_index(self, state: TrackedOperation, version: int, action: IndexAction) -> None:
+        if action is IndexAction.PUT:
+            self.index[state.operation_id] = StoredState.of(state, version=version)
+        elif action is IndexAction.DELETE:
+            self.index.pop(state.operation_id, None)
+
+    def settle(self, settles: Sequence[Settle]) -> set[str]:
+        self.counters.count("TransactWriteItems")
+        if self.fail_settles:
+            raise StateStoreError("TransactWriteItems cancelled: ThrottlingError")
+        refused: set[str] = set()
+        for settle in settles:
+            stored = self.states.get(settle.operation_id)
+            if (
+                stored is None
+                or stored.version != settle.version
+                or stored.claim is None
+                or stored.claim.owner != settle.owner
+            ):
+                refused.add(settle.operation_id)
+                continue
+            claim = stored.claim.model_copy(update={"until": 0}) if settle.release else None
+            self.states[settle.operation_id] = stored.model_copy(update={"claim": claim})
+            if not settle.release and settle.state is not None:
+                self._move_index(settle.state, settle.version, settle.index)
+            self.journal.entries.append(("release" if settle.release else "settle", settle.operation_id))
+        return refused
 
     def forget(self, operation_ids: Sequence[str]) -> None:
         self.counters.count("BatchWriteItem")
@@ -321,7 +376,7 @@ class MemoryStateStore:
         # Through JSON, as DynamoDB keeps it: nothing the run still holds can change it afterwards.
         self.checkpoint = Checkpoint.model_validate_json(checkpoint.model_dump_json(by_alias=True))
 
-    def tracked(self, operation_id: str) -> TrackedOperation | None:
+    def tracked(self, operation_id: str) -> StoredState | None:
         return self.states.get(operation_id)
 
 
@@ -395,6 +450,25 @@ class FakeContext:
         return int(self._remaining())
 
 
+class FakeWall:
+    """The local clock of the world's invocations (claims are judged by it), moved by hand; ``sleep``
+    moves it too, so a run waiting for another writer's claim takes no real time."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> LocalClock:
+        return LocalClock(self.time, self.sleep)
+
+
 @dataclass
 class PollerWorld:
     """The API, the table and the bus of one account; :meth:`run` is one scheduled invocation."""
@@ -405,6 +479,7 @@ class PollerWorld:
     store: MemoryStateStore = field(init=False)
     sink: MemoryEventSink = field(init=False)
     metrics: list[tuple[str, float]] = field(default_factory=list)
+    wall: FakeWall = field(default_factory=FakeWall)
 
     def __post_init__(self) -> None:
         self.store = MemoryStateStore(self.journal)
@@ -425,6 +500,7 @@ class PollerWorld:
             config=self.config,
             context=context,
             metrics=self,
+            local=self.wall.clock(),
         ).run()
 
     def add(self, name: str, unit: str, value: float) -> None:

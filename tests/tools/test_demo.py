@@ -234,3 +234,27 @@ def test_two_functions_keep_their_app_modules_and_environment_apart(tmp_path: Pa
     assert "helper" not in sys.modules and "WHO" not in os.environ
     failing = LambdaFunction("functions/none", environment={}, root=tmp_path)
     assert failing.invoke({}).error is not None
+
+
+def test_the_push_option_puts_each_status_change_on_the_bus_within_seconds() -> None:
+    """``make demo ARGS=--push``: the same story through the Event Streams consumer; every status change of
+    the story reaches the bus by the push path 3 s after the change (2 s delivery, 1 s batching window),
+    the story's checks still hold, and no eventKey is published twice."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT")}
+    env["NO_COLOR"] = "1"
+    completed = subprocess.run(
+        [sys.executable, "-m", "comms_bridge_tools.demo", "--fast", "--json", "--push"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.stdout, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    assert completed.returncode == 0 and result["ok"], result["problems"]
+    assert result["invocations"].get("StreamFunction", 0) > 0
+    assert result["push"] and all("push +3.0 s on the bus" in line for line in result["push"]), result["push"]
+    keys = Counter(event["eventKey"] for event in result["events"])
+    assert max(keys.values()) == 1

@@ -10,6 +10,8 @@ command line.
     comms-bridge checkpoint show [--json]      the poller's checkpoint
     comms-bridge checkpoint reset [--yes]      delete it (the next run bootstraps again)
     comms-bridge operations list [--json]      operations tracked as not yet terminal
+    comms-bridge stream validate --sink DG...  validate the Event Streams sink (stream_cli.py)
+    comms-bridge stream status [--json]        Event Streams records received, iterator age
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from comms_bridge_tools.lambda_runtime import LambdaContext
+from comms_bridge_tools.stream_cli import StreamCliError, add_stream_commands
 
 if TYPE_CHECKING:
     from comms_bridge.poller.runtime import PollerRuntime
@@ -299,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_operations_list,
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_stream_commands(commands, _command, _runtime)
     return parser
 
 
@@ -312,7 +316,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     stream = out if out is not None else sys.stdout
     try:
         code: int = args.handler(args, stream)
-    except (CliError, SettingsError, CommsApiError) as exc:
+    except (CliError, StreamCliError, SettingsError, CommsApiError) as exc:
         sys.stderr.write(f"comms-bridge: {exc}\n")
         return 2
     except ClientError as exc:

@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import boto3
 import yaml
+
+if TYPE_CHECKING:
+    from comms_bridge_tools.demo_push import PushPath
 
 from comms_bridge.events.detail_types import DetailType
 from comms_bridge_tools import local_stack, local_up
@@ -77,6 +80,11 @@ TRAILING_TICKS: Final = 2
 _RATE_RE: Final = re.compile(r"^rate\(\s*(\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\s*\)$")
 _RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _OPERATION_ID_RE: Final = re.compile(r"comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}")
+# --push deploys the stack as EnableEventStreams=true would (the external id only guards the writer role).
+PUSH_STACK_PARAMETERS: Final = {
+    "EnableEventStreams": "true",
+    "EventStreamsExternalId": "demo-external-id-0123456789",
+}
 
 
 def schedule_seconds(expression: str) -> int:
@@ -179,6 +187,7 @@ class DemoResult:
     problems: list[str] = field(default_factory=list)
     invocations: Counter[str] = field(default_factory=Counter)
     handler_log: str | None = None
+    push_lines: list[str] = field(default_factory=list)  # with --push: one line per status change
 
     @property
     def ok(self) -> bool:
@@ -192,6 +201,7 @@ class DemoResult:
             "wallSeconds": round(self.wall_seconds, 2),
             "problems": self.problems,
             "invocations": dict(self.invocations),
+            "push": self.push_lines,
             "operations": [
                 {
                     "name": record.name,
@@ -278,6 +288,8 @@ class DemoOptions:
     expectations: Mapping[str, Expectation] | None = None
     # The handlers' log file is removed after a run that passed, unless this is set.
     keep_logs: bool = False
+    # The Event Streams push path on (EnableEventStreams=true): deliveries this long after each change.
+    push_delay: float | None = None
 
 
 class DemoInputError(Exception):
@@ -366,7 +378,8 @@ def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
     function_arns = {
         aws.resource_names[f"{logical_id}.Arn"]: logical_id
         for logical_id, resource in aws.template["Resources"].items()
-        if resource.get("Type") == "AWS::Serverless::Function"
+        # A function whose condition is off (StreamFunction without EnableEventStreams) was not created.
+        if resource.get("Type") == "AWS::Serverless::Function" and f"{logical_id}.Arn" in aws.resource_names
     }
     for function_id, _, props in local_stack.function_events(aws.template, "SQS"):
         function_arns[str(resolver.resolve(props["Queue"]))] = function_id
@@ -419,6 +432,8 @@ class DemoRun:
         }
         self._validator = _Validator()
         self.functions: dict[str, LambdaFunction] = {}
+        self.arrivals: dict[tuple[str, str], tuple[datetime, str]] = {}  # (op, status) -> first on the bus
+        self.path = "poll"
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -439,6 +454,8 @@ class DemoRun:
         record = self.result.operations.get(str(operation_id))
         if record is not None:
             record.observe(detail_type, detail)
+        if detail_type == "Email Operation Status Changed":
+            self.arrivals.setdefault((str(operation_id), str(detail.get("status"))), (now, self.path))
         self.timeline.event(
             TimelineEvent(
                 at=_event_time(event, now),
@@ -525,6 +542,7 @@ class DemoRun:
                 boto3.session.Session(),
                 prefix=f"demo-{uuid.uuid4().hex[:6]}",
                 api_base_url=sim.base_url,
+                parameters=PUSH_STACK_PARAMETERS if self.options.push_delay is not None else None,
                 slack_webhook_url=slack.url,
             )
             routes = rule_routes(aws)
@@ -545,20 +563,33 @@ class DemoRun:
                 now=clock.now(),
             )
             self._note_baseline_only(poller)
+            push = self._push_path(aws, sim, clock, end)
+            if push is not None:
+                # The story's changes fall on whole minutes, as its polls do; a real schedule has no reason
+                # to line up with the sends, so with --push the polls run half a period later.
+                clock.advance(interval // 2)
+            polls: list[datetime] = []
             self.timeline.start_progress(ticks, "polls")
             try:
                 for tick in range(ticks):
                     wall_tick = time.perf_counter()
-                    self._poll(poller, payload, aws=aws, routes=routes, slack=slack, now=clock.now())
+                    now = clock.now()
+                    polls.append(now)
+                    self.path = "poll"
+                    self._poll(poller, payload, aws=aws, routes=routes, slack=slack, now=now)
                     self.result.polls = tick + 1
                     self.timeline.advance(tick + 1, _clock_text(clock.now()))
                     if self.options.speed:
                         pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
                         if pause > 0:
                             time.sleep(pause)
-                    clock.advance(interval)
+                    if push is not None:
+                        push.run_until(now + timedelta(seconds=interval), self._pushed(aws, routes, slack))
+                    clock.set(now + timedelta(seconds=interval))
             finally:
                 self.timeline.stop_progress()
+            if push is not None:
+                self.result.push_lines = push.report(self.arrivals, polls, self._label)
 
         self.result.wall_seconds = time.perf_counter() - started
         for logical_id, function in self.functions.items():
@@ -598,6 +629,33 @@ class DemoRun:
                 "(BootstrapMode baseline) records them silently, so only what changes after that poll "
                 "is published."
             )
+
+    def _push_path(self, aws: local_stack.LocalStack, sim: Any, clock: Any, end: datetime) -> PushPath | None:
+        if self.options.push_delay is None:
+            return None
+        from comms_bridge_tools.demo_push import PushPath  # noqa: PLC0415 -- keeps --help fast
+        from comms_sim.event_streams import DeliveryFaults  # noqa: PLC0415
+
+        return PushPath.plan(
+            sim,
+            clock,
+            kinesis=aws.client("kinesis"),
+            stream_name=aws.stream_name(),
+            function=self._function(aws, "StreamFunction"),
+            until=end,
+            faults=DeliveryFaults(delay_seconds=self.options.push_delay),
+        )
+
+    def _pushed(
+        self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], slack: SlackReceiver
+    ) -> Callable[[datetime], None]:
+        def after_batch(now: datetime) -> None:
+            self.path = "push"
+            self._drain_bus(aws, now)
+            self._deliver(aws, routes, now)
+            self._collect_alerts(aws, slack, now)
+
+        return after_batch
 
     def _header(
         self,
@@ -732,6 +790,11 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
         wall_seconds=result.wall_seconds,
         polls=result.polls,
     )
+    if result.push_lines:
+        timeline.blank()
+        timeline.note("push path: per status change, how long after the API change its event reached the bus")
+        for line in result.push_lines:
+            timeline.note("  " + line)
     if result.ok and not options.keep_logs:
         Path(log_path).unlink(missing_ok=True)
     else:
@@ -772,6 +835,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-logs", action="store_true", help="keep the handlers' log file after a run that passed"
     )
     parser.add_argument(
+        "--push",
+        action="store_true",
+        help="turn the Event Streams push path on (EnableEventStreams=true) and show, per status change, "
+        "how long it took to reach the bus on each path",
+    )
+    parser.add_argument(
+        "--push-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --push: Event Streams delivery delay after each change (default: %(default)s)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout (timeline on stderr)"
     )
     return parser
@@ -788,6 +864,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         speed=None if args.fast else args.speed,
         no_color=args.no_color,
         keep_logs=args.keep_logs,
+        push_delay=args.push_delay if args.push else None,
     )
     stream = out if out is not None else sys.stdout
     try:

@@ -312,6 +312,7 @@ class LocalStack:
         stack._name_functions_and_layer()
         stack._create_tables()
         stack._create_queues()
+        stack._create_streams()
         stack._create_topic()
         stack._create_bus()
         stack._create_rules(rule_patterns or {})
@@ -405,6 +406,24 @@ class LocalStack:
             self.resource_names[f"{logical_id}.Arn"] = arn
             self.resource_names[f"{logical_id}.QueueName"] = name[:80]
             self.resource_names[f"{logical_id}.QueueUrl"] = url
+
+    def _create_streams(self) -> None:
+        """The Event Streams Kinesis stream (EnableEventStreams=true): its declared mode and encryption."""
+        kinesis = self.client("kinesis")
+        for logical_id, declared in self._resources("AWS::Kinesis::Stream"):
+            props = self.resolver().resolve(declared)
+            name = f"{self.prefix}-{logical_id}"
+            kinesis.create_stream(StreamName=name, StreamModeDetails=props["StreamModeDetails"])
+            encryption = props.get("StreamEncryption")
+            if encryption:
+                kinesis.start_stream_encryption(
+                    StreamName=name, EncryptionType=encryption["EncryptionType"], KeyId=encryption["KeyId"]
+                )
+            self.resource_names[logical_id] = name
+            self.resource_names[f"{logical_id}.Arn"] = self._arn("kinesis", f"stream/{name}")
+
+    def stream_name(self, logical_id: str = "EventStreamsStream") -> str:
+        return str(self.resource_names[logical_id])
 
     def _create_topic(self) -> None:
         for logical_id, _ in self._resources("AWS::SNS::Topic"):

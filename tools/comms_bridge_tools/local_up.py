@@ -53,13 +53,14 @@ def provision(
     prefix: str,
     api_base_url: str,
     slack_webhook_url: str | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> local_stack.LocalStack:
     """The stack as the demo and ``make local`` build it in moto: the template's defaults, and only what a
     deployment gets from outside set here (where the API is, and the two secrets)."""
     return local_stack.LocalStack.provision(
         session_or_env,
         prefix=prefix,
-        parameters={"CommsApiBaseUrl": api_base_url},
+        parameters={"CommsApiBaseUrl": api_base_url, **(parameters or {})},
         twilio_secret={"accountSid": LOCAL_ACCOUNT_SID, "authToken": LOCAL_AUTH_TOKEN},
         slack_webhook_url=slack_webhook_url,
     )

@@ -3,6 +3,7 @@ is lost, a republish keeps its eventKey, the state ends equal to the API's truth
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from comms_bridge.comms.models import OperationStatus
-from comms_bridge.poller.exceptions import StateStoreError
+from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
 from comms_sim import FaultRule, ManualClock, Scenario
 from comms_sim.pytest_plugin import STORY_START
 from tests.support.aws_fault_proxy import AwsFault
@@ -180,13 +181,13 @@ def test_put_events_persistent_failure_keeps_the_state_and_republishes_the_same_
     assert_caught_up(harness, at_bootstrap)
 
 
-def test_dynamodb_throttling_and_unprocessed_items_are_retried(harness: PollerHarness) -> None:
+def test_dynamodb_throttling_and_conflicting_transactions_are_retried(harness: PollerHarness) -> None:
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
     rules = [
-        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "throttle", times=1)),
         harness.proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "throttle", times=1)),
-        harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1)),
+        harness.proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "transaction_conflict", times=1)),
     ]
     summary = harness.invoke()
     assert summary["status"] == "complete"
@@ -195,26 +196,45 @@ def test_dynamodb_throttling_and_unprocessed_items_are_retried(harness: PollerHa
     assert_caught_up(harness, at_bootstrap)
 
 
-def test_crash_between_publish_and_state_write_republishes_identical_keys(harness: PollerHarness) -> None:
+def test_crash_between_publish_and_settle_republishes_identical_keys(harness: PollerHarness) -> None:
+    """Claim-before-publish: the new states are written with a claim, the events go out, and settling the
+    claims fails (the function dies there). Once the claims lapse, the next run publishes the same events
+    again under the same keys and settles them; nothing is lost, nothing gets a second key."""
     at_bootstrap = bootstrap(harness)
     harness.simulator.advance(STEP)
-    harness.proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=None))
-    with pytest.raises(StateStoreError, match="unprocessed"):
+    settles = harness.proxy.add(
+        AwsFault("DynamoDB_20120810.TransactWriteItems", "500", times=None, body_contains=b"REMOVE #claim")
+    )
+    single_settles = harness.proxy.add(
+        AwsFault("DynamoDB_20120810.UpdateItem", "500", times=None, body_contains=b"REMOVE #claim")
+    )
+    with pytest.raises(StateStoreError):
         harness.invoke()
+    assert settles.fired + single_settles.fired > 0
     # The failed invocation released its lease (the checkpoint item keeps no owner).
     (checkpoint,) = [item for item in harness.state_items() if item["sk"]["S"] == "CHECKPOINT"]
     assert "owner" not in checkpoint
     published = harness.drain()
     assert published
+    claimed = [item for item in harness.state_items() if "claim" in item]
+    assert claimed, "the claims of the dead invocation are still in the table"
     harness.proxy.clear()
+    # Time passes on the local clock until the claims lapse (their writer's deadline plus the margin).
+    for item in claimed:
+        harness.stack.client("dynamodb").update_item(
+            TableName=harness.stack.state_table_name,
+            Key={"pk": item["pk"], "sk": item["sk"]},
+            UpdateExpression="SET #claim.#until = :zero",
+            ExpressionAttributeNames={"#claim": "claim", "#until": "until"},
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
     summary = harness.invoke()
-    assert summary["status"] == "complete"
+    assert summary["status"] == "complete" and summary["claims_recovered"] == len(claimed)
     republished = harness.drain()
     # Same changes, same keys: consumers dedupe. Nothing was lost either.
     assert keys_by_type(published) <= keys_by_type(republished)
+    assert not [item for item in harness.state_items() if "claim" in item and item["sk"]["S"] == "STATE"]
     assert_caught_up(harness, at_bootstrap)
-    # The lease of the failed invocation was released: the recovery run was not blocked.
-    assert summary["status"] != "contended"
 
 
 def test_two_overlapping_invocations_publish_once(harness: PollerHarness) -> None:
@@ -243,4 +263,56 @@ def test_two_overlapping_invocations_publish_once(harness: PollerHarness) -> Non
     keys = [e["detail"]["eventKey"] for e in events]
     assert len(keys) == len(set(keys)) > 0
     harness.simulator.faults.clear()
+    assert_caught_up(harness, at_bootstrap)
+
+
+# A's looks at its remaining time: 1 before its lease (B runs first), 3 taking the lease, 5 before its
+# last listing request, 6 computing its claims' deadline between deciding and writing (the race itself).
+CLAIM_CALL = 6
+
+
+@pytest.mark.parametrize("after_calls", [1, 3, 5, CLAIM_CALL])
+def test_a_lease_taken_over_while_a_run_is_live_publishes_nothing_twice(
+    harness: PollerHarness, after_calls: int
+) -> None:
+    """Run A outlives its lease (the API clock jumps past it mid-run) and run B takes over and finishes;
+    then A goes on. The version protocol refuses A's writes where B was first, so no change is published
+    twice and no Stats Changed double-counts; A's checkpoint is refused (the lease is B's). Four points
+    of A's run for the takeover (its n-th look at its remaining time)."""
+    at_bootstrap = bootstrap(harness)
+    harness.simulator.advance(STEP)
+    takeover = load_poller_module()
+    taken: list[dict[str, Any]] = []
+    calls = 0
+
+    def remaining() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == after_calls and not taken:
+            harness.simulator.advance(2 * 900)  # past any lease A can hold (LEASE_SECONDS at most 900 + 30)
+            taken.append(takeover.lambda_handler({}, FakeContext()))
+        return 60_000
+
+    try:
+        first = harness.invoke(FakeContext(remaining))
+    except CheckpointConflict:
+        first = None  # A finished its work and found its lease gone: nothing of it is kept
+    assert taken and taken[0]["status"] == "complete", "B took the lease over and finished"
+    events = harness.drain()
+    keys = [e["detail"]["eventKey"] for e in events]
+    assert len(keys) == len(set(keys)), "a change published twice"
+    stats_by_op: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if event["detail-type"] == "Email Operation Stats Changed":
+            stats_by_op.setdefault(event["detail"]["operationId"], []).append(event["detail"])
+    for chain in stats_by_op.values():  # deltas a consumer sums: each starts where the previous ended
+        for before, after in itertools.pairwise(chain):
+            assert after["previousStats"] == before["stats"]
+    if first is not None:
+        assert first["status"] in ("complete", "partial", "contended")
+    if after_calls == CLAIM_CALL:
+        # B wrote the states A had decided on: A's conditional writes were refused, A published nothing.
+        assert len(events) == taken[0]["events_published"] > 0
+    harness.invoke()
+    harness.drain()
     assert_caught_up(harness, at_bootstrap)

@@ -1,4 +1,5 @@
-"""DynamoStateStore and DynamoLease against DynamoDB in moto (through the fault proxy for throttling)."""
+"""DynamoStateStore and DynamoLease against DynamoDB in moto (through the fault proxy for throttling): the
+version protocol's conditions as DynamoDB evaluates them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from comms_bridge.aws.retry import Backoff
 from comms_bridge.comms.models import EmailOperationStats, OperationStatus
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import CHECKPOINT_DOC_MAX_BYTES, BucketState, Checkpoint
+from comms_bridge.poller.claims import Claim, IndexAction, Settle, StateWrite, StoredState, new_claim
 from comms_bridge.poller.discovery import RECENT_MAX_ENTRIES, RecentVersions, recent_key, window_buckets
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
 from comms_bridge.poller.lease import DynamoLease
@@ -71,59 +73,117 @@ def store(dynamodb, table: str, max_attempts: int = 6) -> DynamoStateStore:
     return DynamoStateStore(dynamodb, table_name=table, account_sid=ACCOUNT, retry=retry)
 
 
-def test_states_round_trip_with_ttl_and_active_index(dynamodb, table) -> None:
+def write(
+    state: TrackedOperation, expected: int = 0, claim: Claim | None = None, index: IndexAction | None = None
+) -> StateWrite:
+    if index is None:
+        index = IndexAction.DELETE if state.status.terminal else IndexAction.PUT
+    return StateWrite(state, expected, claim, index)
+
+
+def claim(
+    owner: str = "run-a", until: int = 2_000_000_000, previous: TrackedOperation | None = None
+) -> Claim:
+    return new_claim(owner, until, previous, observed_at=NOW, now=NOW + timedelta(seconds=1))
+
+
+def test_states_round_trip_with_ttl_version_and_active_index(dynamodb, table) -> None:
     s = store(dynamodb, table)
     states = [tracked(i) for i in range(130)] + [tracked(200, OperationStatus.COMPLETED)]
-    s.write_states(states)
+    assert (
+        s.commit(
+            [write(state, index=IndexAction.NONE if state.status.terminal else None) for state in states]
+        )
+        == set()
+    )
     found = s.get_states([op_id(i) for i in range(0, 140)] + [op_id(200)])
-    assert found == {state.operation_id: state for state in states}
+    assert found == {state.operation_id: StoredState.of(state, version=1) for state in states}
     assert s.counters.calls["BatchGetItem"] == 2  # 141 keys: 100 + 41
-    assert set(s.active_index()) == {op_id(i) for i in range(130)}
-    # Completing an operation takes it out of the active index.
-    s.write_states([tracked(5, OperationStatus.COMPLETED, sent=10)])
+    index = s.active_index()
+    assert set(index) == {op_id(i) for i in range(130)} and {v.version for v in index.values()} == {1}
+    # Completing an operation takes it out of the active index, in the same transaction.
+    assert s.commit([write(tracked(5, OperationStatus.COMPLETED, sent=10), expected=1)]) == set()
     assert op_id(5) not in s.active_index()
     item = dynamodb.get_item(TableName=table, Key=s.state_key(op_id(5)))["Item"]
     assert int(item["expiresAt"]["N"]) == state_expires_at("2026-11-27T12:00:00Z")
-    assert item["status"]["S"] == "COMPLETED"
+    assert item["status"]["S"] == "COMPLETED" and item["version"]["N"] == "2"
     s.forget([op_id(6)])
     assert op_id(6) not in s.get_states([op_id(6)]) and op_id(6) not in s.active_index()
 
 
-def test_batch_calls_are_sized_to_the_limits(dynamodb, table, proxy) -> None:
+def test_writes_go_out_in_transactions_of_at_most_100_actions(dynamodb, table, proxy) -> None:
     s = store(dynamodb, table)
-    s.write_states([tracked(i) for i in range(60)])  # 120 requests: state + index entry each
-    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 5  # 25 + 25 + 25 + 25 + 20
-    assert proxy.entries["DynamoDB_20120810.BatchWriteItem"] == 120
+    s.commit([write(tracked(i)) for i in range(60)])  # 120 actions: state + index entry each
+    assert proxy.calls["DynamoDB_20120810.TransactWriteItems"] == 2  # 50 writes (100 actions) + 10
+    assert proxy.entries["DynamoDB_20120810.TransactWriteItems"] == 120
+    # A write of one item alone (terminal, no index entry) is the plain conditional PutItem: half the cost.
+    s.commit([write(tracked(99, OperationStatus.COMPLETED), index=IndexAction.NONE)])
+    assert proxy.calls["DynamoDB_20120810.PutItem"] == 1
+    assert s.counters.calls == {"TransactWriteItems": 2, "PutItem": 1}
 
 
-def test_throttling_and_unprocessed_items_are_retried(table, proxy) -> None:
+def test_a_write_lands_only_on_the_version_it_read_and_on_an_unclaimed_item(dynamodb, table) -> None:
+    s = store(dynamodb, table)
+    first = tracked(1)
+    assert s.commit([write(first), write(tracked(2))]) == set()
+    # Written meanwhile by someone else (version 1 now): a writer that saw no item is refused.
+    assert s.commit([write(tracked(1, sent=1)), write(tracked(2, sent=1), expected=1)]) == {op_id(1)}
+    stored = s.get_states([op_id(1), op_id(2)])
+    assert stored[op_id(1)].tracked() == first and stored[op_id(2)].version == 2
+    # A claimed item refuses every write until its claim is settled, whatever version the writer read.
+    assert s.commit([write(tracked(1, sent=2), expected=1, claim=claim(previous=first))]) == set()
+    assert s.commit([write(tracked(1, sent=3), expected=2)]) == {op_id(1)}
+    held = s.get_states([op_id(1)])[op_id(1)]
+    assert held.claim == claim(previous=first) and held.version == 2
+    assert s.active_index()[op_id(1)].claim is None, "the index copy never carries a claim"
+    # One refused write does not stop the others of its transaction.
+    assert s.commit([write(tracked(1, sent=3), expected=2), write(tracked(3))]) == {op_id(1)}
+    assert op_id(3) in s.get_states([op_id(3)])
+
+
+def test_a_claim_is_settled_or_released_only_by_its_owner_at_its_version(dynamodb, table) -> None:
+    s = store(dynamodb, table)
+    s.commit(
+        [write(tracked(1), claim=claim("run-a")), write(tracked(2), claim=claim("run-a", previous=None))]
+    )
+    assert s.settle([Settle(op_id(1), 1, "run-b"), Settle(op_id(2), 2, "run-a")]) == {op_id(1), op_id(2)}
+    assert s.settle([Settle(op_id(1), 1, "run-a", release=True)]) == set()
+    released = s.get_states([op_id(1)])[op_id(1)].claim
+    assert released is not None and released.until == 0 and not released.in_force(1.0)
+    assert s.settle([Settle(op_id(1), 1, "run-a"), Settle(op_id(2), 1, "run-a")]) == set()
+    assert all(state.claim is None for state in s.get_states([op_id(1), op_id(2)]).values())
+    assert s.settle([Settle(op_id(1), 1, "run-a")]) == {op_id(1)}, "nothing left to settle"
+
+
+def test_throttled_conflicting_and_unprocessed_calls_are_retried(table, proxy) -> None:
     # Without the SDK's own retries (and their sleeps) the store's retry loop meets the throttling.
     dynamodb = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
     s = store(dynamodb, table)
-    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "throttle", times=4))
-    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=1))
+    proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "throttle", times=2))
+    proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "transaction_conflict", times=2))
     proxy.add(AwsFault("DynamoDB_20120810.BatchGetItem", "unprocessed", times=1))
-    s.write_states([tracked(1), tracked(2)])
+    assert s.commit([write(tracked(1)), write(tracked(2))]) == set()
     assert set(s.get_states([op_id(1), op_id(2)])) == {op_id(1), op_id(2)}
-    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 6
+    assert proxy.calls["DynamoDB_20120810.TransactWriteItems"] == 5
     assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 2
 
 
 def test_an_error_no_retry_can_mend_fails_at_once(dynamodb, table, proxy) -> None:
     s = store(dynamodb, "no-such-table", max_attempts=5)
     with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
-        s.write_states([tracked(1)])
+        s.commit([write(tracked(1))])
     with pytest.raises(StateStoreError, match="ResourceNotFoundException"):
         s.get_states([op_id(1)])
-    assert proxy.calls["DynamoDB_20120810.BatchWriteItem"] == 1
+    assert proxy.calls["DynamoDB_20120810.TransactWriteItems"] == 1
     assert proxy.calls["DynamoDB_20120810.BatchGetItem"] == 1
 
 
 def test_persistent_failure_is_an_error_not_a_silent_loss(dynamodb, table, proxy) -> None:
     s = store(dynamodb, table, max_attempts=3)
-    proxy.add(AwsFault("DynamoDB_20120810.BatchWriteItem", "unprocessed", times=None))
-    with pytest.raises(StateStoreError, match="unprocessed"):
-        s.write_states([tracked(1)])
+    proxy.add(AwsFault("DynamoDB_20120810.TransactWriteItems", "transaction_conflict", times=None))
+    with pytest.raises(StateStoreError, match="TransactionConflict"):
+        s.commit([write(tracked(1))])
+    assert s.get_states([op_id(1)]) == {}
 
 
 def test_lease_is_exclusive_lapses_and_guards_the_checkpoint(dynamodb, table) -> None:

@@ -59,6 +59,12 @@ NEEDED: dict[str, tuple[str, ...]] = {
         "lambda:UpdateEventSourceMapping",
         "lambda:DeleteEventSourceMapping",
     ),
+    "AWS::Kinesis::Stream": (
+        "kinesis:CreateStream",
+        "kinesis:DeleteStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:StartStreamEncryption",
+    ),
     "AWS::IAM::Role": ("iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:PutRolePolicy", "iam:TagRole"),
     "AWS::DynamoDB::Table": (
         "dynamodb:CreateTable",

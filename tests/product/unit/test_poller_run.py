@@ -247,7 +247,9 @@ def test_a_refused_event_keeps_the_state_and_the_watermark_then_republishes_the_
     failed = step(w)
     assert failed["status"] == "partial" and failed["publish_failures"] == 1
     assert events(w) == [(STATUS, operation_id(2), "PROCESSING")]
-    assert w.store.states[operation_id(4)].status is OperationStatus.PROCESSING
+    # The completion was claimed before publishing; its claim, released, owes the refused event.
+    owed = w.store.states[operation_id(4)]
+    assert owed.status is OperationStatus.COMPLETED and owed.claim is not None and owed.claim.until == 0
     assert w.store.states[operation_id(2)].status is OperationStatus.PROCESSING
     assert w.store.checkpoint is not None and w.store.checkpoint.seen_through == seen_before
     w.sink.refuse = lambda event: False
@@ -257,7 +259,7 @@ def test_a_refused_event_keeps_the_state_and_the_watermark_then_republishes_the_
     assert w.store.checkpoint.seen_through == format_timestamp(at(120))
 
 
-def test_a_crash_after_publishing_republishes_identical_keys() -> None:
+def test_a_failed_state_write_publishes_nothing_and_the_next_run_publishes_once() -> None:
     w = bootstrap_world()
     w.run()
     w.api.put(op(4, "COMPLETED", created=-10 * 60, updated=30, sent=10))
@@ -265,11 +267,27 @@ def test_a_crash_after_publishing_republishes_identical_keys() -> None:
     w.api.advance(60)
     with pytest.raises(StateStoreError):
         w.run()
-    first = [e.event_key for e in w.sink.drain()]
-    assert len(first) == 1 and w.store.lease_owner is None, "the failed run released its lease"
+    assert w.sink.drain() == [] and w.store.lease_owner is None, "the failed run released its lease"
     w.store.fail_writes = False
     step(w)
-    assert [e.event_key for e in w.sink.drain()] == first
+    assert [e.detail["status"] for e in w.sink.drain()] == ["COMPLETED"]
+
+
+def test_a_crash_after_publishing_republishes_identical_keys_once_the_claim_lapses() -> None:
+    w = bootstrap_world()
+    w.run()
+    w.api.put(op(4, "COMPLETED", created=-10 * 60, updated=30, sent=10))
+    w.store.fail_settles = True
+    w.api.advance(60)
+    with pytest.raises(StateStoreError):
+        w.run(FakeContext(60_000))
+    first = [e.event_key for e in w.sink.drain()]
+    assert len(first) == 1 and w.store.states[operation_id(4)].claim is not None
+    w.store.fail_settles = False
+    w.wall.now += 60 + 30  # the crashed invocation's deadline and the claim margin
+    assert step(w)["claims_recovered"] == 1
+    assert [e.event_key for e in w.sink.drain()] == first, "its events again, under the same keys"
+    assert w.store.states[operation_id(4)].claim is None
 
 
 def test_a_failed_listing_keeps_the_watermark_and_the_next_run_catches_up() -> None:

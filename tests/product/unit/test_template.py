@@ -31,7 +31,12 @@ EVERYTHING_ON = {
     "EventBusName": "default",
     "EnableTracing": "true",
 }
-SCENARIOS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON}
+EVENT_STREAMS = {
+    **EVERYTHING_ON,
+    "EnableEventStreams": "true",
+    "EventStreamsExternalId": "0123456789abcdef0123456789abcdef",
+}
+SCENARIOS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON, "event-streams": EVENT_STREAMS}
 METRICS = (
     "OperationsSeen",
     "ChangesDetected",
@@ -513,7 +518,8 @@ def test_only_the_stacks_functions_put_its_source_on_its_bus(
     created, every other principal is denied that source."""
     output, resolver = deployed
     roles = _resources(output, resolver, "AWS::IAM::Role")
-    for name in ("PollerRole", "ErrorsRole"):
+    publishers = ["ErrorsRole", "PollerRole", *(["StreamRole"] if "StreamRole" in roles else [])]
+    for name in publishers:
         (put,) = (
             s
             for s in roles[name]["Policies"][0]["PolicyDocument"]["Statement"]
@@ -528,8 +534,7 @@ def test_only_the_stacks_functions_put_its_source_on_its_bus(
     assert (statement["Effect"], statement["Action"]) == ("Deny", "events:PutEvents")
     assert statement["Condition"]["StringEquals"] == {"events:source": ["twilio.comms"]}
     assert sorted(statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == [
-        "<ErrorsRole.Arn>",
-        "<PollerRole.Arn>",
+        f"<{name}.Arn>" for name in publishers
     ]
 
 
@@ -704,6 +709,8 @@ def _statements(output: dict[str, Any], resolver: Resolver) -> Iterator[tuple[st
 
 # X-Ray has no resource-level permissions for these actions; they are granted only with EnableTracing=true.
 UNSCOPABLE = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# Account-wide, no resource-level permissions: Twilio's Kinesis quickstart grants it to the sink's role.
+ACCOUNT_WIDE = {"kinesis:DescribeLimits"}
 
 
 def test_every_iam_statement_names_its_actions_and_resources(
@@ -720,6 +727,9 @@ def test_every_iam_statement_names_its_actions_and_resources(
         assert resources, role
         if set(actions) <= UNSCOPABLE:
             assert resolver.parameters["EnableTracing"] == "true"
+            continue
+        if set(actions) <= ACCOUNT_WIDE:
+            assert role == "EventStreamsWriterRole"
             continue
         assert all("*" not in json.dumps(r) or json.dumps(r).endswith(':*"') for r in resources), (
             f"{role}: {actions} on {resources}"
@@ -740,7 +750,10 @@ def test_secrets_are_readable_only_by_the_functions_that_need_them(
     deployed: tuple[dict[str, Any], Resolver],
 ) -> None:
     output, resolver = deployed
-    assert _readers_of(output, resolver, TWILIO_SECRET) == {"PollerRole", "ErrorsRole"}
+    twilio_readers = {"PollerRole", "ErrorsRole"}
+    if resolver.parameters["EnableEventStreams"] == "true":
+        twilio_readers.add("StreamRole")  # the consumer fetches operations with the poller's credentials
+    assert _readers_of(output, resolver, TWILIO_SECRET) == twilio_readers
     if resolver.parameters["SlackWebhookSecretArn"]:
         assert _readers_of(output, resolver, SLACK_SECRET) == {"ErrorsRole"}
     granted = [json.dumps(s["Resource"]) for _, s in _statements(output, resolver)]
@@ -822,3 +835,111 @@ def test_every_checkov_skip_names_its_reason() -> None:
         assert str(skip["id"]).startswith("CKV_"), logical_id
         comment = str(skip.get("comment", ""))
         assert len(comment) >= 20 and "\n" not in comment.strip(), f"{logical_id} {skip['id']}: {comment!r}"
+
+
+# ---------------------------------------------------------------- the push path (issue 14)
+
+STREAM_RESOURCES = {
+    "EventStreamsStream",
+    "EventStreamsWriterRole",
+    "StreamFailureQueue",
+    "StreamLogGroup",
+    "StreamRole",
+    "StreamFunction",
+    "StreamFailureQueueAlarm",
+    "StreamIteratorAgeAlarm",
+}
+
+
+def test_the_push_path_exists_only_with_event_streams_enabled() -> None:
+    template = load_template()
+    for logical_id in STREAM_RESOURCES:
+        assert template["Resources"][logical_id]["Condition"] == "EventStreamsEnabled", logical_id
+    parameters = template["Parameters"]
+    assert parameters["EnableEventStreams"]["Default"] == "false"
+    assert parameters["EventStreamsExternalId"]["NoEcho"] is True
+    assert parameters["EventStreamsExternalId"]["Default"] == ""
+    # The principal of Twilio's Kinesis quickstart script (TWILIO_ASSUME_ROLE_ACCOUNT), overridable.
+    assert parameters["TwilioEventStreamsPrincipal"]["Default"] == "arn:aws:iam::177261743968:root"
+    rule = template["Rules"]["EventStreamsNeedAnExternalId"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "EnableEventStreams"}, "true"]}
+    outputs = template["Outputs"]
+    assert outputs["EventStreamsSinkConfiguration"]["Condition"] == "EventStreamsEnabled"
+
+
+def test_the_writer_role_trusts_twilio_only_with_the_external_id() -> None:
+    parameters = {**parameter_defaults(load_template()), **EVENT_STREAMS}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    role = _resources(output, resolver, "AWS::IAM::Role")["EventStreamsWriterRole"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": "arn:aws:iam::177261743968:root"}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": EVENT_STREAMS["EventStreamsExternalId"]}}
+    (policy,) = role["Policies"]
+    actions = {a for st in policy["PolicyDocument"]["Statement"] for a in _as_list(st["Action"])}
+    assert actions == {
+        "kinesis:PutRecord",
+        "kinesis:PutRecords",
+        "kinesis:ListShards",
+        "kinesis:DescribeLimits",
+    }
+    stream = _resources(output, resolver, "AWS::Kinesis::Stream")["EventStreamsStream"]
+    assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    assert stream["StreamEncryption"]["EncryptionType"] == "KMS"
+    sink = resolver.resolve(output["Outputs"]["EventStreamsSinkConfiguration"]["Value"])
+    assert json.loads(sink) == {"arn": "<EventStreamsStream.Arn>", "role_arn": "<EventStreamsWriterRole.Arn>"}
+
+
+def test_the_event_source_mapping_is_bounded_and_reports_item_failures() -> None:
+    parameters = {**parameter_defaults(load_template()), **EVENT_STREAMS}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    (mapping,) = (
+        m
+        for m in _resources(output, resolver, "AWS::Lambda::EventSourceMapping").values()
+        if m["FunctionName"] == "<StreamFunction>"
+    )
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["BatchSize"] == 25 and mapping["MaximumBatchingWindowInSeconds"] == 1
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10 and 0 < mapping["MaximumRecordAgeInSeconds"] <= 3600
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == "<StreamFailureQueue.Arn>"
+    queue = _resources(output, resolver, "AWS::SQS::Queue")["StreamFailureQueue"]
+    assert queue["SqsManagedSseEnabled"] is True
+    env = _function_env(output, resolver, "StreamFunction")
+    poller_env = _function_env(output, resolver, "PollerFunction")
+    for name in (
+        "COMMS_API_BASE_URL",
+        "TWILIO_SECRET_ARN",
+        "STATE_TABLE_NAME",
+        "EVENT_BUS_NAME",
+        "EVENT_SOURCE",
+    ):
+        assert env[name] == poller_env[name], name
+
+
+def test_stream_role_grants_every_state_table_call_the_code_makes() -> None:
+    parameters = {**parameter_defaults(load_template()), **EVENT_STREAMS}
+    output = _sam_transform(parameters)
+    resolver = Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+    layer = SCHEMA_DIR.parents[1]
+    modules = [
+        *(layer / "stream").glob("*.py"),
+        layer / "poller" / "state_store.py",
+        layer / "poller" / "state_writes.py",
+    ]
+    called = {
+        method
+        for module in modules
+        for method in DYNAMODB_ACTIONS
+        if f".{method}(" in module.read_text("utf-8")
+    }
+    granted = {
+        action
+        for role, statement in _statements(output, resolver)
+        if role == "StreamRole" and statement["Resource"] == "<StateTable.Arn>"
+        for action in _as_list(statement["Action"])
+    }
+    # forget() (BatchWriteItem) and scans are the poller's alone.
+    for method in sorted(called - {"batch_write_item", "scan"}):
+        assert set(DYNAMODB_ACTIONS[method]) <= granted, method

@@ -47,6 +47,12 @@ class TrackedOperation(BaseModel):
             stalled_for_updated_at=stalled_for_updated_at,
         )
 
+    def tracked(self) -> TrackedOperation:
+        """Just the tracked fields (a subclass adds bookkeeping of the store that is no part of a version)."""
+        if type(self) is TrackedOperation:
+            return self
+        return TrackedOperation(**{name: getattr(self, name) for name in TrackedOperation.model_fields})
+
     @property
     def updated(self) -> datetime:
         return parse_timestamp(self.updated_at)
@@ -89,6 +95,10 @@ class Decision:
     changes: list[Change] = field(default_factory=list)
     new_state: TrackedOperation | None = None
     stale: bool = False
+
+
+def _unchanged(state: TrackedOperation, previous: TrackedOperation | None) -> bool:
+    return previous is not None and state.tracked() == previous.tracked()
 
 
 def _same_instant(left: str, right: str) -> bool:
@@ -188,7 +198,7 @@ def decide(
     keep_marker = marker is not None and _same_instant(marker, observed.updated_at)
     state = TrackedOperation.from_operation(observed, stalled_for_updated_at=marker if keep_marker else None)
     if not emit_first_sighting:
-        return Decision(changes=[], new_state=None if state == previous else state)
+        return Decision(changes=[], new_state=None if _unchanged(state, previous) else state)
 
     changes: list[Change] = []
     kind: DetailType | None = None
@@ -212,7 +222,7 @@ def decide(
     )
     if stall is not None:
         changes.append(stall)
-    return Decision(changes=changes, new_state=None if state == previous else state)
+    return Decision(changes=changes, new_state=None if _unchanged(state, previous) else state)
 
 
 def check_stall(
@@ -237,4 +247,4 @@ def check_stall(
     )
     if stall is None:
         return Decision(changes=[], new_state=None)
-    return Decision(changes=[stall], new_state=state)
+    return Decision(changes=[stall], new_state=state.tracked())

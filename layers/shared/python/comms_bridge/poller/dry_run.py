@@ -9,13 +9,13 @@ block a real one).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
 from comms_bridge.aws.eventbridge import EventPublisher, OutgoingEvent, PublishResult
-from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.claims import Settle, StateWrite
 from comms_bridge.poller.ports import LambdaContextLike, StateStore
 from comms_bridge.poller.run import run
 from comms_bridge.poller.state_store import DynamoStateStore
@@ -41,12 +41,14 @@ class RecordingPublisher(EventPublisher):
 
 
 class ReadOnlyStateStore(DynamoStateStore):
-    """Reads the state table; every write is left out."""
+    """Reads the state table; every write is left out (and reported as done, so the run goes on as the
+    real one would)."""
 
-    def write_states(
-        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
-    ) -> None:
-        return None
+    def commit(self, writes: Sequence[StateWrite]) -> set[str]:
+        return set()
+
+    def settle(self, settles: Sequence[Settle]) -> set[str]:
+        return set()
 
     def forget(self, operation_ids: Sequence[str]) -> None:
         return None

@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from comms_bridge.aws.eventbridge import OutgoingEvent, PublishResult
 from comms_bridge.comms.models import EmailOperation, OperationsPage, OperationStatus
-from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint
+from comms_bridge.poller.claims import Settle, StateWrite, StoredState
 from comms_bridge.poller.state_store import StoreCounters
 
 
@@ -50,21 +50,25 @@ class OperationsSource(Protocol):
 
 
 class StateStore(Protocol):
-    """Per-operation state, the active index and the checkpoint of one account."""
+    """Per-operation state, the active index and the checkpoint of one account. State writes follow the
+    version protocol of :mod:`comms_bridge.poller.claims`."""
 
     @property
     def counters(self) -> StoreCounters: ...
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]: ...
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
+        """Strongly consistent: a state another writer stored a moment ago is seen."""
 
-    def active_index(self) -> dict[str, TrackedOperation]: ...
+    def active_index(self) -> dict[str, StoredState]: ...
 
     def load_checkpoint(self) -> Checkpoint | None: ...
 
-    def write_states(
-        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
-    ) -> None:
-        """``indexed``: the ids that have an active index entry; None when unknown."""
+    def commit(self, writes: Sequence[StateWrite]) -> set[str]:
+        """Each write only if its item is still at ``expected`` and unclaimed (with its index entry, at
+        once); the operations whose write was refused."""
+
+    def settle(self, settles: Sequence[Settle]) -> set[str]:
+        """End claims still held at that version by that owner; the refused ones."""
 
     def forget(self, operation_ids: Sequence[str]) -> None: ...
 

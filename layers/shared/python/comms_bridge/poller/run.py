@@ -37,6 +37,7 @@ from comms_bridge.poller.checkpoint import (
     drop_future_times,
     next_checkpoint,
 )
+from comms_bridge.poller.claims import LocalClock
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.poller.discovery import (
     HOUR,
@@ -91,8 +92,10 @@ class PollerRun:
         config: PollerConfig,
         context: LambdaContextLike | None = None,
         metrics: MetricsSink | None = None,
+        local: LocalClock | None = None,
     ) -> None:
-        self.budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds)
+        self.local = local or LocalClock()
+        self.budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds, local=self.local)
         self._requests_before = source.request_count
         self._distrusted_before = source.distrusted_dates
         self.source = source.with_deadline(self.budget.deadline)
@@ -212,6 +215,8 @@ class PollerRun:
             clock=self.source.now,
             active_index=index,
             tally=self.tally,
+            claim_until=self.budget.claim_until,
+            local=self.local,
         )
         candidates = Candidates(applier, recent, lookback=cfg.lookback, flush_at=cfg.flush_operations)
         return RunFrame.begin(run_start, checkpoint, index=index, candidates=candidates, config=cfg)
@@ -386,6 +391,9 @@ def _take_counts(s: RunSummary, tally: ApplyTally, counters: StoreCounters) -> N
     s.publish_failures = tally.publish_failures
     s.stale_observations = tally.stale_observations
     s.states_written = tally.states_written
+    s.write_conflicts = tally.write_conflicts
+    s.claims_recovered = tally.claims_recovered
+    s.deferred = tally.deferred
     s.dynamodb_calls = dict(counters.calls)
     s.dynamodb_items_read = counters.items_read
     s.dynamodb_items_written = counters.items_written + counters.items_deleted

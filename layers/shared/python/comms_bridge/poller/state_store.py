@@ -5,15 +5,18 @@ Key layout (``pk``/``sk`` strings, TTL attribute ``expiresAt``):
 =============================  ==============  ===============================================
 pk                             sk              item
 =============================  ==============  ===============================================
-``OP#<account>#<operationId>`` ``STATE``       last recorded version of one operation
+``OP#<account>#<operationId>`` ``STATE``       last recorded version of one operation, its
+                                               write counter ``version`` and, while its writer
+                                               publishes, a ``claim`` (``claims.py``)
 ``ACTIVE#<account>``           ``<opId>``      copy of the state of an operation last seen as
                                                SCHEDULED/PROCESSING (one Query reads them all)
 ``CHECKPOINT#<account>``       ``CHECKPOINT``  watermarks, hour buckets, recently processed, and
                                                the lease (``owner``, ``leaseUntil``; ``lease.py``)
 =============================  ==============  ===============================================
 
-Reads are ``BatchGetItem`` (100 keys) and one ``Query``; writes ``BatchWriteItem`` (25 items). Both
-retry unprocessed keys/items with backoff and fail loudly when DynamoDB keeps refusing them.
+Reads are ``BatchGetItem`` (100 keys) and one ``Query``, retried for unprocessed keys with backoff. State
+writes are conditional on the version read (``state_writes.py``: transactions of a state item and its index
+copy); ``forget`` and nothing else is a ``BatchWriteItem``. All fail loudly when DynamoDB keeps refusing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -39,11 +42,17 @@ from comms_bridge.comms.models import (
 )
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import Checkpoint, checkpoint_from_item, fit_checkpoint
+from comms_bridge.poller.claims import Claim, IndexAction, Settle, StateWrite, StoredState
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
+from comms_bridge.poller.state_writes import ConditionalWriter, Unit
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        TransactWriteItemTypeDef,
+        WriteRequestTypeDef,
+    )
 
 BATCH_GET_MAX: Final = 100
 BATCH_WRITE_MAX: Final = 25
@@ -87,7 +96,7 @@ def checkpoint_key(account_sid: str) -> Item:
     return {"pk": _s(f"CHECKPOINT#{account_sid}"), "sk": _s("CHECKPOINT")}
 
 
-def _tracked_attributes(state: TrackedOperation) -> Item:
+def _tracked_attributes(state: TrackedOperation, version: int) -> Item:
     item: Item = {
         "operationId": _s(state.operation_id),
         "status": _s(state.status.value),
@@ -95,21 +104,53 @@ def _tracked_attributes(state: TrackedOperation) -> Item:
         "createdAt": _s(state.created_at),
         "updatedAt": _s(state.updated_at),
         "expiresAt": _n(state_expires_at(state.created_at)),
+        "version": _n(version),
     }
     if state.stalled_for_updated_at is not None:
         item["stalledForUpdatedAt"] = _s(state.stalled_for_updated_at)
     return item
 
 
-def _tracked_from_item(item: Mapping[str, Any]) -> TrackedOperation:
+def _claim_attribute(claim: Claim) -> AttributeValueTypeDef:
+    previous: AttributeValueTypeDef = (
+        {"NULL": True} if claim.previous is None else _s(claim.previous.model_dump_json())
+    )
+    return {
+        "M": {
+            "owner": _s(claim.owner),
+            "until": _n(claim.until),
+            "previous": previous,
+            "observedAt": _s(claim.observed_at),
+            "now": _s(claim.now),
+        }
+    }
+
+
+def _claim_from(value: Mapping[str, Any] | None) -> Claim | None:
+    if not value:
+        return None
+    fields = value["M"]
+    previous = fields.get("previous", {}).get("S")
+    return Claim(
+        owner=fields["owner"]["S"],
+        until=int(fields["until"]["N"]),
+        previous=None if previous is None else TrackedOperation.model_validate_json(previous),
+        observed_at=fields["observedAt"]["S"],
+        now=fields["now"]["S"],
+    )
+
+
+def _tracked_from_item(item: Mapping[str, Any]) -> StoredState:
     stats = item["stats"]["M"]
-    return TrackedOperation(
+    return StoredState(
         operation_id=item["operationId"]["S"],
         status=OperationStatus(item["status"]["S"]),
         stats=EmailOperationStats(**{name: int(stats[name]["N"]) for name in STAT_FIELDS if name in stats}),
         created_at=item["createdAt"]["S"],
         updated_at=item["updatedAt"]["S"],
         stalled_for_updated_at=item.get("stalledForUpdatedAt", {}).get("S"),
+        version=int(item.get("version", {}).get("N", 0)),
+        claim=_claim_from(item.get("claim")),
     )
 
 
@@ -129,6 +170,7 @@ class DynamoStateStore:
         self.account_sid = account_sid
         self.retry = retry or Backoff()
         self.counters = StoreCounters()
+        self._writer = ConditionalWriter(dynamodb, retry=self.retry, counters=self.counters)
 
     # -- keys -----------------------------------------------------------------------------------------
 
@@ -143,10 +185,10 @@ class DynamoStateStore:
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, TrackedOperation]:
+    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
         """The recorded state of each id that has one (strongly consistent BatchGetItem)."""
         ids = sorted(set(operation_ids))
-        found: dict[str, TrackedOperation] = {}
+        found: dict[str, StoredState] = {}
 
         def read(keys: list[Item]) -> list[Item]:
             response = self._db.batch_get_item(
@@ -164,9 +206,9 @@ class DynamoStateStore:
             self._retry_batch("BatchGetItem", "key(s)", keys, read)
         return found
 
-    def active_index(self) -> dict[str, TrackedOperation]:
+    def active_index(self) -> dict[str, StoredState]:
         """Every operation recorded as SCHEDULED/PROCESSING, from one (paginated) Query."""
-        index: dict[str, TrackedOperation] = {}
+        index: dict[str, StoredState] = {}
         start_key: Item | None = None
         while True:
             kwargs: dict[str, Any] = {
@@ -197,26 +239,79 @@ class DynamoStateStore:
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def write_states(
-        self, states: Sequence[TrackedOperation], *, indexed: Collection[str] | None = None
-    ) -> None:
-        """Store new states; keep the active index in step (put while active, delete once terminal).
-        ``indexed``: the ids that have an active index entry (None: unknown, delete for every terminal
-        state), so that a terminal operation's stats change costs one write, not two."""
-        requests: list[WriteRequestTypeDef] = []
-        # BatchWriteItem refuses two requests for one key: the latest state of an operation wins.
-        for state in {state.operation_id: state for state in states}.values():
-            attributes = _tracked_attributes(state)
-            requests.append({"PutRequest": {"Item": {**self.state_key(state.operation_id), **attributes}}})
-            if state.status.terminal:
-                if indexed is not None and state.operation_id not in indexed:
-                    continue
-                requests.append({"DeleteRequest": {"Key": self.active_key(state.operation_id)}})
-            else:
-                requests.append(
-                    {"PutRequest": {"Item": {**self.active_key(state.operation_id), **attributes}}}
-                )
-        self._batch_write(requests)
+    def commit(self, writes: Sequence[StateWrite]) -> set[str]:
+        """Store new states under the version protocol (:mod:`comms_bridge.poller.claims`): each write only
+        if its item is still at the version the writer read and unclaimed; a write without a claim takes
+        its active index entry along in the same transaction. Returns the operations whose write was
+        refused (another writer was first)."""
+        units = []
+        # One write per operation: a transaction refuses two actions on one item.
+        for write in {write.operation_id: write for write in writes}.values():
+            units.append(Unit(write.operation_id, self._write_actions(write)))
+        return self._writer.write(units)
+
+    def settle(self, settles: Sequence[Settle]) -> set[str]:
+        """End claims: remove them (their events are out) and bring the index entry up to date in the same
+        transaction, or let them lapse now (``release``). Each only while the item is still at that
+        version with that owner's claim; returns the refused ones."""
+        units: list[Unit] = []
+        for settle in {settle.operation_id: settle for settle in settles}.values():
+            actions: list[TransactWriteItemTypeDef] = [{"Update": self._settle_update(settle)}]
+            if not settle.release and settle.state is not None:
+                actions += self._index_actions(settle.state, settle.version, settle.index)
+            units.append(Unit(settle.operation_id, actions))
+        return self._writer.write(units)
+
+    def _settle_update(self, settle: Settle) -> Any:
+        if settle.release:
+            expression, values = "SET #claim.#until = :zero", {":zero": _n(0)}
+        else:
+            expression, values = "REMOVE #claim", {}
+        names = {"#claim": "claim", "#version": "version", "#owner": "owner"}
+        if settle.release:
+            names["#until"] = "until"
+        return {
+            "TableName": self.table_name,
+            "Key": self.state_key(settle.operation_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": "#version = :version AND #claim.#owner = :owner",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                ":version": _n(settle.version),
+                ":owner": _s(settle.owner),
+                **values,
+            },
+        }
+
+    def _index_actions(
+        self, state: TrackedOperation, version: int, action: IndexAction
+    ) -> list[TransactWriteItemTypeDef]:
+        key = self.active_key(state.operation_id)
+        if action is IndexAction.PUT:
+            item = {**key, **_tracked_attributes(state, version)}
+            return [{"Put": {"TableName": self.table_name, "Item": item}}]
+        if action is IndexAction.DELETE:
+            return [{"Delete": {"TableName": self.table_name, "Key": key}}]
+        return []
+
+    def _write_actions(self, write: StateWrite) -> list[TransactWriteItemTypeDef]:
+        attributes = _tracked_attributes(write.state, write.expected + 1)
+        item = {**self.state_key(write.operation_id), **attributes}
+        if write.claim is not None:
+            item["claim"] = _claim_attribute(write.claim)
+        version = "attribute_not_exists(#version)" if write.expected == 0 else "#version = :expected"
+        put: Any = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": f"{version} AND attribute_not_exists(#claim)",
+            "ExpressionAttributeNames": {"#version": "version", "#claim": "claim"},
+        }
+        if write.expected:
+            put["ExpressionAttributeValues"] = {":expected": _n(write.expected)}
+        actions: list[TransactWriteItemTypeDef] = [{"Put": put}]
+        if write.claim is None:  # with a claim, the index entry follows when it is settled
+            actions += self._index_actions(write.state, write.expected + 1, write.index)
+        return actions
 
     def forget(self, operation_ids: Sequence[str]) -> None:
         """Drop operations that left the API's retention: state and active index entry."""

@@ -33,6 +33,9 @@ class RunSummary:
     stale_observations: int = 0
     skipped_malformed: int = 0
     states_written: int = 0
+    write_conflicts: int = 0  # state writes refused: another writer (the stream consumer, a run) was first
+    claims_recovered: int = 0  # claims of writers that stopped before settling them, finished by this run
+    deferred: int = 0  # operations another writer kept claimed: left for the next run
     departures: int = 0
     fetched: int = 0
     retention_dropped: int = 0
@@ -68,6 +71,8 @@ class RunSummary:
         m.add("StateItemsWritten", "Count", self.dynamodb_items_written)
         m.add("BucketsRefreshed", "Count", self.buckets_refreshed)
         m.add("ClockSkewDetected", "Count", self.clock_skew_detected)
+        m.add("WriteConflicts", "Count", self.write_conflicts)
+        m.add("ClaimsRecovered", "Count", self.claims_recovered)
         if self.checkpoint_lag_seconds is not None:
             m.add("CheckpointLagSeconds", "Seconds", self.checkpoint_lag_seconds)
         if self.status.incomplete:
