@@ -55,7 +55,8 @@ _HOP_BY_HOP = {
 @dataclass
 class AwsFault:
     target: str
-    kind: str  # throttle | 500 | unprocessed | fail_entries | fail_after_forward | refuse | transaction_conflict
+    # throttle | 500 | unprocessed | fail_entries | fail_after_forward | refuse | transaction_conflict
+    kind: str
     times: int | None = 1
     skip: int = 0
     entries: Callable[[int, dict[str, Any]], bool] | None = None  # (index, entry) -> fail it?

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from comms_bridge.aws.eventbridge import EventPublisher
+from comms_bridge.aws.retry import Backoff, lambda_time_left
 from comms_bridge.poller.budget import TimeBudget
 from comms_bridge.poller.ports import LambdaContextLike, MetricsSink, NullMetrics
 from comms_bridge.poller.runtime import PollerRuntime
@@ -78,7 +79,14 @@ class StreamRuntime:
         table = config.require_state_table()
         account = self.poller.account_sid
         budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds)
-        store = DynamoStateStore(self.poller.dynamodb, table_name=table, account_sid=account)
+        # Our own DynamoDB and EventBridge retries stop at this invocation's end, as the poller's.
+        time_left = lambda_time_left(context)
+        store = DynamoStateStore(
+            self.poller.dynamodb,
+            table_name=table,
+            account_sid=account,
+            retry=Backoff().with_deadline(time_left),
+        )
 
         def emits_first_sighting() -> bool:
             if not self.bootstrapped:
@@ -89,7 +97,9 @@ class StreamRuntime:
         consumer = StreamConsumer(
             self.poller.comms.with_deadline(budget.deadline),
             store,
-            EventPublisher(self.poller.events, bus_name=config.event_bus_name, source=config.event_source),
+            EventPublisher(
+                self.poller.events, bus_name=config.event_bus_name, source=config.event_source
+            ).with_deadline(time_left),
             DynamoStreamLedger(self.poller.dynamodb, table_name=table, account_sid=account),
             stall_after_seconds=config.stall_after_seconds,
             emits_first_sighting=emits_first_sighting,
