@@ -52,6 +52,7 @@ def test_a_planned_fault_that_never_fired_is_named() -> None:
 
 def test_aws_faults_aim_only_at_calls_the_poller_makes() -> None:
     targets = {f.target for plan in plans(5, 400) for f in plan.aws_faults}
-    # The poller reads its checkpoint through the lease's UpdateItem and writes state with BatchWriteItem:
-    # it makes no TransactWriteItems and no GetItem call (only the dry run reads with GetItem).
-    assert not targets & {faults.DYNAMODB + "TransactWriteItems", faults.DYNAMODB + "GetItem"}
+    # The poller reads its checkpoint through the lease's UpdateItem and writes state with conditional
+    # TransactWriteItems/UpdateItem (the version protocol): it makes no GetItem call (only the dry run
+    # does) and no BatchWriteItem outside forgetting departed operations.
+    assert not targets & {faults.DYNAMODB + "GetItem", faults.DYNAMODB + "BatchWriteItem"}
