@@ -211,7 +211,7 @@ class PollerRun:
             self.sink,
             account_sid=self.source.account_sid,
             stall_after_seconds=cfg.stall_after_seconds,
-            emit_first_sighting=self._emits(checkpoint),
+            emit_first_sighting=emits_first_sighting(checkpoint, self.config.bootstrap_mode),
             clock=self.source.now,
             active_index=index,
             tally=self.tally,
@@ -220,10 +220,6 @@ class PollerRun:
         )
         candidates = Candidates(applier, recent, lookback=cfg.lookback, flush_at=cfg.flush_operations)
         return RunFrame.begin(run_start, checkpoint, index=index, candidates=candidates, config=cfg)
-
-    def _emits(self, checkpoint: Checkpoint) -> bool:
-        """False only on a baseline bootstrap, which publishes nothing however many runs it takes."""
-        return checkpoint.bootstrapped or self.config.bootstrap_mode is BootstrapMode.EMIT
 
     # -- phase: the active and the recent set ----------------------------------------------------------
 
@@ -255,7 +251,7 @@ class PollerRun:
         """Tracked PROCESSING operations listed again get the stall rule even when unchanged. A baseline
         bootstrap publishes nothing, stalls included: a stall already due then is reported by the first
         run after it."""
-        if not self._emits(frame.checkpoint):
+        if not emits_first_sighting(frame.checkpoint, self.config.bootstrap_mode):
             return
         for op_id, state in frame.index.items():
             if op_id in frame.listed_ids and state.status is OperationStatus.PROCESSING:
@@ -311,19 +307,14 @@ class PollerRun:
             ),
             seen,
             counts=counts,
-            unread=self._blind(frame) and all(r is None for r in refreshed),
+            unread=in_baseline_bootstrap(frame.checkpoint, self.config.bootstrap_mode)
+            and all(r is None for r in refreshed),
         )
         if not complete or frame.candidates.failed:
             return False
         if self.summary.skipped_malformed == skipped_before:
             frame.uncommitted.extend((b, date_before, counts.get(b, 0)) for b in group)
         return True
-
-    def _blind(self, frame: RunFrame) -> bool:
-        """A baseline bootstrap reads no state for operations of never-listed buckets: none can exist
-        (bucket membership is fixed; operations listed elsewhere before are in the active index or in
-        buckets the recent listing covered), and nothing is published for them anyway."""
-        return not frame.checkpoint.bootstrapped and self.config.bootstrap_mode is BootstrapMode.BASELINE
 
     # -- phase: fetch departures -----------------------------------------------------------------------
 
@@ -383,6 +374,18 @@ class PollerRun:
         s.duration_ms = int((time.monotonic() - started) * 1000)
         _take_counts(s, self.tally, self.store.counters)
         s.put_metrics(self.metrics)
+
+
+def emits_first_sighting(checkpoint: Checkpoint, mode: BootstrapMode) -> bool:
+    """False only on a baseline bootstrap, which publishes nothing however many runs it takes."""
+    return checkpoint.bootstrapped or mode is BootstrapMode.EMIT
+
+
+def in_baseline_bootstrap(checkpoint: Checkpoint, mode: BootstrapMode) -> bool:
+    """A baseline bootstrap reads no state for operations of never-listed buckets: none can exist
+    (bucket membership is fixed; operations listed elsewhere before are in the active index or in
+    buckets the recent listing covered), and nothing is published for them anyway."""
+    return not checkpoint.bootstrapped and mode is BootstrapMode.BASELINE
 
 
 def _take_counts(s: RunSummary, tally: ApplyTally, counters: StoreCounters) -> None:
