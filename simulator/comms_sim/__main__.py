@@ -10,8 +10,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
+from comms_sim import scenario as scenario_module
 from comms_sim.clock import AcceleratedClock, Clock, ManualClock, RealClock
 from comms_sim.faults import FaultRule
 from comms_sim.scenario import Scenario, scenarios_dir
@@ -74,20 +73,9 @@ class UsageError(Exception):
 def load_scenario(path: str) -> Scenario:
     """The scenario, or a ``UsageError`` naming the file and what is wrong with it."""
     try:
-        return Scenario.load(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such scenario file") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UsageError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        message = " ".join(str(exc).split())
-        raise UsageError(message if message.startswith(path) else f"{path}: {message}") from None
+        return scenario_module.load_scenario(path)
+    except scenario_module.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def make_clock(args: argparse.Namespace) -> Clock:

@@ -304,3 +304,28 @@ def _spec(timeline: Timeline) -> dict[str, Any]:
     if timeline.error_weights:
         spec["errors"] = dict(timeline.error_weights)
     return spec
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be played: the message is one line naming the file and what is wrong."""
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """The scenario at ``path``, or a :class:`ScenarioError` for a missing or unreadable file, bad YAML or a
+    bad value (for the simulator's and the demo's command lines: one line, never a traceback)."""
+    name = str(path)
+    try:
+        return Scenario.load(path)
+    except FileNotFoundError:
+        raise ScenarioError(f"{name}: no such scenario file") from None
+    except OSError as exc:
+        raise ScenarioError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"{name}: not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{name}: not valid YAML: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        message = " ".join(str(exc).split())
+        raise ScenarioError(message if message.startswith(name) else f"{name}: {message}") from None

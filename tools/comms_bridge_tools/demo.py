@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import boto3
-import yaml
 
 if TYPE_CHECKING:
     from comms_bridge_tools.demo_push import PushPath
@@ -298,25 +297,13 @@ class DemoInputError(Exception):
 
 def load_scenario(path: Path) -> Scenario:
     """The scenario at ``path``, or a ``DemoInputError`` naming the file and what is wrong with it."""
-    from comms_sim.scenario import Scenario  # noqa: PLC0415 -- keeps --help fast
+    from comms_sim.scenario import ScenarioError  # noqa: PLC0415 -- keeps --help fast
+    from comms_sim.scenario import load_scenario as load  # noqa: PLC0415
 
     try:
-        return Scenario.load(path)
-    except FileNotFoundError:
-        raise DemoInputError(f"{path}: no such scenario file") from None
-    except OSError as exc:
-        raise DemoInputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DemoInputError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise DemoInputError(f"{path}: not valid YAML: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        message = " ".join(str(exc).split())
-        if not message.startswith(str(path)):
-            message = f"{path}: {message}"
-        raise DemoInputError(message) from None
+        return load(path)
+    except ScenarioError as exc:
+        raise DemoInputError(str(exc)) from None
 
 
 def all_before_first_poll(scenario: Scenario) -> bool:
