@@ -103,7 +103,7 @@ def test_imports_of_the_handlers_and_the_package_must_be_in_the_layer(tmp_path: 
         "from typing import TYPE_CHECKING\nimport json\nif TYPE_CHECKING:\n    import mypy_boto3_sqs\n"
         "from comms_bridge import other\nimport jsonschema\n"
     )
-    for function in ("PollerFunction", "ErrorsFunction"):
+    for function in ("PollerFunction", "ErrorsFunction", "StreamFunction"):
         (tmp_path / function).mkdir()
         (tmp_path / function / "helpers.py").write_text("")
         (tmp_path / function / "app.py").write_text("import helpers\nimport comms_bridge\nimport yaml\n")
@@ -114,6 +114,7 @@ def test_imports_of_the_handlers_and_the_package_must_be_in_the_layer(tmp_path: 
         "comms_bridge imports jsonschema, which the layer does not provide for the target",
         "PollerFunction imports yaml, which the layer does not provide for the target",
         "ErrorsFunction imports yaml, which the layer does not provide for the target",
+        "StreamFunction imports yaml, which the layer does not provide for the target",
     ]
 
 
@@ -228,3 +229,12 @@ def test_the_layer_build_installs_the_lock_with_hashes_only() -> None:
     for flag in ("--require-hashes", "--no-deps", "-r requirements.lock", "--only-binary=:all:", "--report"):
         assert flag in install, flag
     assert "requirements.txt" not in install
+
+
+def test_every_function_of_the_template_is_checked() -> None:
+    from comms_bridge_tools.check_build import FUNCTIONS  # noqa: PLC0415
+    from comms_bridge_tools.local_stack import load_template  # noqa: PLC0415
+
+    resources = load_template()["Resources"]
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(FUNCTIONS) == functions

@@ -40,7 +40,7 @@ TARGET_EXTENSION_SUFFIXES: Final = (
 ELF_MACHINE_AARCH64: Final = 183
 UNZIPPED_LIMIT_BYTES: Final = 250 * 1024 * 1024  # function + all its layers
 LAYER_NAME: Final = "SharedLayer"
-FUNCTIONS: Final = ("PollerFunction", "ErrorsFunction")
+FUNCTIONS: Final = ("PollerFunction", "ErrorsFunction", "StreamFunction")
 # Names the handlers import at cold start; a missing one is an ImportError in Lambda.
 REQUIRED_IMPORTS: Final = (
     "comms_bridge",
