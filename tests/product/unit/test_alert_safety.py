@@ -163,3 +163,32 @@ def test_sample_ids_that_are_not_ids_are_not_shown() -> None:
     summary = summary_of([OperationError(code=1, message="m", email_id="id with spaces <!here>")])
     assert "<!here>" not in json.dumps(render_slack_message(summary))
     assert "(malformed id)" in render_body(summary)
+
+
+def test_slack_retry_after_as_an_http_date_is_waited_for() -> None:
+    """Slack's Retry-After is read by the Comms client's parser: delta-seconds or an HTTP date measured
+    against the response's Date (the local copy it replaced took only seconds and waited 1 s instead)."""
+    import requests  # noqa: PLC0415
+
+    from comms_bridge.enricher.alerts.webhook import SlackWebhook  # noqa: PLC0415
+
+    answers = [
+        (429, {"Date": "Thu, 03 Dec 2026 16:00:00 GMT", "Retry-After": "Thu, 03 Dec 2026 16:00:07 GMT"}),
+        (200, {}),
+    ]
+
+    class Session(requests.Session):
+        def post(self, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
+            status, headers = answers.pop(0)
+            response = requests.Response()
+            response.status_code = status
+            response.headers.update(headers)
+            response._content = b"ok"
+            return response
+
+    waits: list[float] = []
+    webhook = SlackWebhook(
+        lambda: "https://hooks.slack.com/services/T/B/x", session=Session(), sleep=waits.append
+    )
+    assert webhook.post({"text": "hi"}).attempts == 2
+    assert waits == [7.0]

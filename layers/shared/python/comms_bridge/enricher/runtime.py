@@ -221,11 +221,11 @@ class EnricherRuntime:
         env = os.environ if environ is None else environ
         settings = Settings.from_env(env)
         options = EnricherSettings.from_env(env)
-        aws = aws or AwsClients()
-        dynamodb = aws.dynamodb()
+        ports = AwsPorts.from_settings(settings, options, aws or AwsClients())
+        dynamodb = ports.dynamodb  # one client for the alert budget and both idempotency layers
         table = options.idempotency_table_name
         return cls(
-            ports=AwsPorts.from_settings(settings, options, aws),
+            ports=ports,
             options=options,
             event_source=settings.event_source,
             telemetry=telemetry,

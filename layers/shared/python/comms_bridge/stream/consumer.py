@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from comms_bridge.comms.exceptions import CommsApiError, CommsMalformedResponse, CommsNotFound
+from comms_bridge.comms.models import format_timestamp
 from comms_bridge.poller.apply import ApplyTally, ChangeApplier, Observation
 from comms_bridge.poller.claims import LocalClock
 from comms_bridge.poller.exceptions import StateStoreError
@@ -108,12 +109,13 @@ class StreamConsumer:
 
     def _apply(self, outcome: BatchOutcome, events: Sequence[OperationEvent]) -> dict[str, str]:
         """Fetch each distinct id once and apply the answers; the ids that failed, with why."""
-        ids = list(dict.fromkeys(event.operation_id for event in events))
-        outcome.operations = len(ids)
+        first_sequence: dict[str, str] = {}
+        for event in events:
+            first_sequence.setdefault(event.operation_id, event.sequence)
+        outcome.operations = len(first_sequence)
         failed: dict[str, str] = {}
         observed: dict[str, Observation] = {}
-        for op_id in ids:
-            sequence = next(e.sequence for e in events if e.operation_id == op_id)
+        for op_id, sequence in first_sequence.items():
             try:
                 operation = self.source.fetch_operation(op_id)
             except CommsNotFound:
@@ -217,7 +219,7 @@ class StreamConsumer:
         m.add("WriteConflicts", "Count", outcome.tally.write_conflicts)
 
     def _arrival(self) -> str:
-        return datetime.fromtimestamp(self.local.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return format_timestamp(datetime.fromtimestamp(self.local.time(), UTC))
 
     def _expires_at(self) -> int:
         return int(self.local.time()) + EXPIRES_AFTER_SECONDS

@@ -55,8 +55,12 @@ class DynamoStreamLedger:
         self.table_name = table_name
         self.account_sid = account_sid
 
+    @property
+    def _pk(self) -> str:
+        return f"STREAM#{self.account_sid}"
+
     def _key(self, sk: str) -> dict[str, Any]:
-        return {"pk": {"S": f"STREAM#{self.account_sid}"}, "sk": {"S": sk}}
+        return {"pk": {"S": self._pk}, "sk": {"S": sk}}
 
     def record_test_event(self, event: TestEventRecord, *, expires_at: int) -> None:
         item = {
@@ -110,7 +114,7 @@ class DynamoStreamLedger:
                 TableName=self.table_name,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
-                    ":pk": {"S": f"STREAM#{self.account_sid}"},
+                    ":pk": {"S": self._pk},
                     ":prefix": {"S": TYPE_SK_PREFIX},
                 },
             ),

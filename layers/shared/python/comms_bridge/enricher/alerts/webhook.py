@@ -22,12 +22,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import requests
 
 from comms_bridge.aws.errors import error_code
 from comms_bridge.aws.secrets import DEFAULT_SECRET_MAX_AGE_SECONDS, SecretsProviderLike
+from comms_bridge.comms.transport import parse_http_date, parse_retry_after
 from comms_bridge.settings import SettingsError, check_slack_webhook_url
 
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
@@ -108,16 +110,6 @@ class SecretWebhookUrl:
             raise SlackPostError(str(exc), kind="config", retryable=True) from None
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < float("inf") else None
-
-
 class SlackWebhook:
     """Posts JSON payloads to the webhook from ``url``. ``time_left`` bounds waits and timeouts."""
 
@@ -165,7 +157,11 @@ class SlackWebhook:
             if 200 <= status < 300:
                 return SlackPostResult(status=status, attempts=attempt)
             if status == 429:
-                wait = _retry_after(response.headers.get("Retry-After"))
+                wait = parse_retry_after(
+                    response.headers.get("Retry-After"),
+                    response_date=parse_http_date(response.headers.get("Date")),
+                    now=datetime.now(UTC),
+                )
                 throttled = SlackPostError(
                     "Slack webhook throttled (HTTP 429)", kind="throttled", retryable=True, status=429
                 )
