@@ -198,8 +198,11 @@ class ChangeApplier:
             busy, broken = self._finish_lapsed_claims(todo)
             work.failed |= broken
             ready = [op_id for op_id in order if op_id in todo - busy - broken]
-            decisions = self._decide(work, ready, self.clock())
-            refused = self._claim(work, decisions)
+            # One reading: a claim must carry the instant its decision was made with (a republish after a
+            # lapse rebuilds the events from it).
+            now = self.clock()
+            decisions = self._decide(work, ready, now)
+            refused = self._claim(work, decisions, now)
             todo = busy | refused
             if not todo:
                 return set()
@@ -321,9 +324,8 @@ class ChangeApplier:
             decisions[op_id] = decision
         return decisions
 
-    def _claim(self, work: _Round, decisions: Mapping[str, Decision]) -> set[str]:
+    def _claim(self, work: _Round, decisions: Mapping[str, Decision], now: datetime) -> set[str]:
         """Write the new states (with a claim where there are events); the refused operations."""
-        now = self.clock()
         until = self.claim_until()
         writes: list[StateWrite] = []
         for op_id, decision in decisions.items():
