@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from botocore.exceptions import BotoCoreError, ClientError
 
 from comms_bridge.aws.errors import RETRYABLE_CODES, error_code, is_condition_failed
@@ -144,8 +145,6 @@ class PowertoolsLedger:
         self._prefix = prefix
 
     def once(self, step: str, event_key: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        from aws_lambda_powertools.utilities.idempotency import idempotent_function  # noqa: PLC0415
-
         def run(key: dict[str, str]) -> dict[str, Any]:
             return action()
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from comms_bridge.comms.exceptions import CommsApiError, CommsNotFound
@@ -341,7 +342,7 @@ class Enricher:
         alerts: dict[str, str] = {}
         for target in self._targets:
             try:
-                result = self._ledger.once(f"alert-{target.name}", key, _bind(self._deliver, target, alert))
+                result = self._ledger.once(f"alert-{target.name}", key, partial(self._deliver, target, alert))
                 alerts[target.name] = str(result["outcome"])
             except AlertFailed as exc:
                 alerts[target.name] = "retry"
@@ -367,11 +368,3 @@ class Enricher:
             return {"outcome": OUTCOME_FAILED, "kind": exc.kind, "reason": str(exc)}
         self._telemetry.count("AlertsSent", target=target.name)
         return {"outcome": OUTCOME_SENT}
-
-
-def _bind(
-    deliver: Callable[[AlertTarget, Alert], dict[str, Any]],
-    target: AlertTarget,
-    alert: Alert,
-) -> Callable[[], dict[str, Any]]:
-    return lambda: deliver(target, alert)
