@@ -402,3 +402,56 @@ def test_metrics_count_an_incomplete_run() -> None:
     w.api.fail_next("list_operations", CommsServerError("HTTP 500"))
     assert w.run().status is RunStatus.FAILED
     assert ("IncompleteRuns", 1) in w.metrics
+
+
+def dense_world(per_hour: int, hours: int) -> PollerWorld:
+    """``per_hour`` completed operations in each of the last ``hours`` (ending 2 h ago): a never-listed
+    day of them takes more pages than one short invocation can list."""
+    w = world()
+    n = 0
+    for hour in range(2, 2 + hours):
+        for k in range(per_hour):
+            n += 1
+            created = -hour * HOUR - 60 * (k + 1)
+            w.api.put(op(n, "COMPLETED", created=created, updated=created + 600, sent=10))
+    return w
+
+
+def request_budget(w: PollerWorld, requests: int) -> FakeContext:
+    """A context whose time runs out once the run made ``requests`` Comms requests."""
+    start = w.api.request_count
+    return FakeContext(lambda: 60_000 if w.api.request_count - start < requests else 3_000)
+
+
+def test_a_bootstrap_narrows_listings_that_do_not_fit_an_invocation_and_finishes() -> None:
+    # 6 hours of 6 operations at 2 per page: a day-wide listing of them is 18 pages, an hour 3.
+    w = dense_world(per_hour=6, hours=6)
+    spans: list[int | None] = []
+    for _ in range(30):
+        summary = w.run(request_budget(w, 6)).as_dict()
+        assert w.store.checkpoint is not None
+        spans.append(w.store.checkpoint.bootstrap_range)
+        if summary["bootstrapped"]:
+            break
+        w.api.advance(60)
+    assert summary["bootstrapped"], f"no bootstrap after 30 runs; spans {spans}"
+    narrowed = [span for span in spans if span is not None]
+    assert narrowed and narrowed[0] < 24, "the day-wide listing ran out of time: narrowed"
+    assert narrowed == sorted(narrowed, reverse=True) and narrowed[-1] == 1
+    assert spans[-1] is None, "a finished bootstrap keeps no span"
+    assert events(w) == []
+    assert len(w.store.states) == 36
+
+
+def test_a_listing_that_fails_or_spans_listed_buckets_does_not_narrow() -> None:
+    from comms_bridge.poller.discovery import BucketView, narrowed_bootstrap_range  # noqa: PLC0415
+    from comms_bridge.poller.summary import RunSummary  # noqa: PLC0415
+
+    out_of_time = RunSummary(stopped_reason="time budget")
+    group = ["2026-01-05T01", "2026-01-05T02", "2026-01-05T03"]
+    assert narrowed_bootstrap_range(group, {}, out_of_time) == 1
+    assert narrowed_bootstrap_range(group[:1], {}, out_of_time) is None
+    assert narrowed_bootstrap_range(group, {}, RunSummary()) is None, "a failed listing is retried as it was"
+    listed = {group[0]: BucketView(at(0), None)}
+    assert narrowed_bootstrap_range(group, listed, out_of_time) is None
+    assert Checkpoint.model_validate({"bootstrapRange": 3}).bootstrap_range == 3

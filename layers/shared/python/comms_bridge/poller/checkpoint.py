@@ -57,6 +57,10 @@ class Checkpoint(BaseModel):
     last_run_at: str | None = Field(default=None, alias="lastRunAt")
     buckets: dict[str, BucketState] = Field(default_factory=dict)
     recent: dict[str, str] = Field(default_factory=dict)
+    # Buckets a listing of never-listed buckets may span during a bootstrap: narrowed each time such a
+    # listing ran out of time (:func:`comms_bridge.poller.discovery.narrowed_bootstrap_range`). None: the
+    # default, a day.
+    bootstrap_range: int | None = Field(default=None, alias="bootstrapRange", ge=1)
 
 
 CHECKPOINT_DOC_MAX_BYTES: Final = 350_000
@@ -150,10 +154,11 @@ def next_checkpoint(
     run_start: datetime,
     now: datetime,
     lookback: timedelta,
+    bootstrap_range: int | None = None,
 ) -> Checkpoint:
     """What a run leaves for the next one: ``buckets`` with the completions it saw (latest wins), cut to
     the retention window at ``now``; bootstrapped once every bucket of the window was listed; the recent
-    versions a lookback from ``seen_through`` can still reach."""
+    versions a lookback from ``seen_through`` can still reach; ``bootstrap_range`` while not bootstrapped."""
     window = set(window_buckets(now))
     merged = dict(buckets)
     for bucket, moment in completions.items():
@@ -172,6 +177,7 @@ def next_checkpoint(
         last_run_at=format_timestamp(run_start),
         buckets=kept,
         recent=recent.to_stored(keep_after=keep_after),
+        bootstrap_range=None if bootstrapped else bootstrap_range,
     )
 
 

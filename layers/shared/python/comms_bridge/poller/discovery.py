@@ -19,10 +19,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 from comms_bridge.comms.models import parse_timestamp
 
@@ -262,6 +262,28 @@ def _fits_free(total: int, count: int | None, page_size: int) -> bool:
     return count is not None and pages(total + count, page_size) == pages(total, page_size)
 
 
+def narrowed_bootstrap_range(
+    group: Sequence[str], views: Mapping[str, BucketView], stopped: StopReason
+) -> int | None:
+    """The narrower span for listings of never-listed buckets after ``group``'s listing failed, None if it
+    needs none: only when it ran out of time (``stopped.stopped_reason``). Such a listing is committed
+    only once read to the end (the order of a listing is not documented, so a partial one proves no
+    bucket complete): a span that does not fit in one invocation would be listed again from its start by
+    every invocation, and a bootstrap of a dense window (1M operations: ~140 pages a day) would never
+    finish. Half the span each time, down to one bucket, which fits as long as an hour of operations can
+    be listed within the function's timeout."""
+    if stopped.stopped_reason != "time budget" or len(group) < 2:
+        return None
+    never = all(views.get(b, BucketView(None, None)).refreshed is None for b in group)
+    return max(1, len(group) // 2) if never else None
+
+
+class StopReason(Protocol):
+    """What :func:`narrowed_bootstrap_range` reads of a run's summary."""
+
+    stopped_reason: str | None
+
+
 def plan_ranges(
     due: list[str],
     views: Mapping[str, BucketView],
@@ -269,6 +291,7 @@ def plan_ranges(
     *,
     page_size: int,
     eligible: Iterable[str] = (),
+    bootstrap_range: int | None = None,
 ) -> list[list[str]]:
     """Group buckets into listings (``startDate``..``endDate`` ranges), most overdue group first.
 
@@ -276,8 +299,10 @@ def plan_ranges(
     too (listing it with its neighbour never costs more pages than alone) or when its operations still
     fit in the pages the group needs anyway (a free early refresh; the group then stays in step and is
     due together next time). ``eligible``: buckets that may ride along (older than the recent listing's
-    reach). Never-listed adjacent buckets (a bootstrap) share a listing of up to a day.
+    reach). Never-listed adjacent buckets (a bootstrap) share a listing of up to ``bootstrap_range``
+    buckets (None: a day; narrowed by :func:`narrowed_bootstrap_range`).
     """
+    span = bootstrap_range or BOOTSTRAP_RANGE_BUCKETS
     due_set = set(due)
     allowed = set(eligible) | due_set
     placed: set[str] = set()
@@ -294,7 +319,7 @@ def plan_ranges(
         total = counts.get(head) or 0
         for step in (HOUR, -HOUR):
             cursor = bucket_start(head)
-            while len(group) < (BOOTSTRAP_RANGE_BUCKETS if never(head) else MAX_RANGE_BUCKETS):
+            while len(group) < (span if never(head) else MAX_RANGE_BUCKETS):
                 cursor += step
                 nxt = bucket_id(cursor)
                 if nxt in placed or nxt not in allowed:

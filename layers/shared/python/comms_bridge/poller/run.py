@@ -45,6 +45,7 @@ from comms_bridge.poller.discovery import (
     RecentVersions,
     bucket_start,
     eligible_buckets,
+    narrowed_bootstrap_range,
     plan_due,
     plan_ranges,
 )
@@ -106,6 +107,7 @@ class PollerRun:
         self.metrics = metrics or NullMetrics()
         self.summary = RunSummary()
         self.tally = ApplyTally()
+        self.bootstrap_range: int | None = None  # narrowed by this run: discovery.narrowed_bootstrap_range
         self.reader = ApiReader(
             self.source,
             self.summary,
@@ -277,8 +279,9 @@ class PollerRun:
             departed=((op_id, state.created_at) for op_id, state in departed.items()),
         )
         eligible = eligible_buckets(now, frame.recent.start)
+        counts, span = bucket_counts(frame.buckets), frame.checkpoint.bootstrap_range
         return plan_ranges(
-            due, views, bucket_counts(frame.buckets), page_size=cfg.page_size, eligible=eligible
+            due, views, counts, page_size=cfg.page_size, eligible=eligible, bootstrap_range=span
         )
 
     def _list_due_buckets(self, frame: RunFrame, ranges: list[list[str]]) -> None:
@@ -290,6 +293,8 @@ class PollerRun:
                 self.summary.buckets_due_left = sum(len(g) for g in ranges[position:])
                 break
             if not self._list_buckets(frame, group):
+                views = bucket_views(frame.buckets)
+                self.bootstrap_range = narrowed_bootstrap_range(group, views, self.summary)
                 break
         self._count_requests("buckets", mark)
 
@@ -359,6 +364,7 @@ class PollerRun:
             run_start=frame.run_start,
             now=now,
             lookback=self.config.lookback,
+            bootstrap_range=self.bootstrap_range or frame.checkpoint.bootstrap_range,
         )
         self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner)
         self.summary.bootstrapped = checkpoint.bootstrapped
