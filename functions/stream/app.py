@@ -23,7 +23,7 @@ def runtime() -> StreamRuntime:
 
 
 @obs.logger.inject_lambda_context(clear_state=True)
-@obs.metrics.log_metrics(capture_cold_start_metric=True)
+@obs.metrics.log_metrics  # no ColdStart metric: the logs carry cold_start (docs/observability.md)
 @obs.tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     response, outcome = runtime().handle(event, context, metrics=obs)

@@ -38,11 +38,8 @@ EVENT_STREAMS = {
 }
 SCENARIOS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON, "event-streams": EVENT_STREAMS}
 METRICS = (
-    "OperationsSeen",
-    "ChangesDetected",
     "EventsPublished",
     "PublishFailures",
-    "SkippedMalformedItems",
     "CommsApiRequests",
     "RunDurationMs",
     "CheckpointLagSeconds",
@@ -677,11 +674,48 @@ def test_dashboard_shows_every_metric(default_stack: tuple[dict[str, Any], Resol
     shown = {
         item
         for widget in body["widgets"]
-        for row in widget["properties"]["metrics"]
+        for row in widget["properties"].get("metrics", [])
         for item in row
         if isinstance(item, str)
     }
     assert set(METRICS) <= shown
+
+
+def _our_metrics_read(output: dict[str, Any], resolver: Resolver) -> set[tuple[str, str]]:
+    """(service, metric) of every CommsBridge metric an alarm or a dashboard metric widget reads."""
+    read: set[tuple[str, str]] = set()
+    for alarm in _resources(output, resolver, "AWS::CloudWatch::Alarm").values():
+        stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+        for metric in [alarm, *stats]:
+            if metric.get("Namespace") == "CommsBridge":
+                (service,) = [d["Value"] for d in metric["Dimensions"] if d["Name"] == "service"]
+                read.add((service, metric["MetricName"]))
+    (dashboard,) = _resources(output, resolver, "AWS::CloudWatch::Dashboard").values()
+    for widget in json.loads(dashboard["DashboardBody"])["widgets"]:
+        namespace = service = ""
+        for row in widget["properties"].get("metrics", []):
+            names = [item for item in row if isinstance(item, str)]
+            if not names:
+                continue
+            namespace = names[0] if names[0] != "." else namespace
+            service = names[3] if len(names) > 3 and names[3] != "." else service
+            if namespace == "CommsBridge":
+                read.add((service, names[1]))
+    return read
+
+
+def test_the_functions_emit_the_metrics_alarms_and_graphs_read_and_no_other(
+    default_stack: tuple[dict[str, Any], Resolver],
+) -> None:
+    """Each custom metric is billed monthly: the ones the stack reads are emitted, the poller's and the
+    errors enricher's others are log fields (docs/observability.md)."""
+    from comms_bridge.observability import EMITTED_METRICS, custom_metric_count  # noqa: PLC0415
+
+    read = _our_metrics_read(*default_stack)
+    emitted = {(service, name) for service, names in EMITTED_METRICS.items() for name in names}
+    assert read <= emitted, "an alarm or a graph reads a metric no function emits"
+    assert {m for m in emitted if m[0] != "stream"} == read
+    assert custom_metric_count(slack=False) == 14 and custom_metric_count(slack=True, stream=True) == 17
 
 
 def test_log_groups_have_retention(default_stack: tuple[dict[str, Any], Resolver]) -> None:

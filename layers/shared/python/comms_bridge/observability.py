@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -23,6 +24,54 @@ TRACED_MODULES: Final = ("botocore",)
 URL, and a Slack incoming webhook's URL is its secret (contract section 6: secrets never reach traces)."""
 
 
+EMITTED_METRICS: Final[Mapping[str, frozenset[str]]] = {
+    "poller": frozenset(
+        {
+            "EventsPublished",
+            "PublishFailures",
+            "CommsApiRequests",
+            "RunDurationMs",
+            "CheckpointLagSeconds",
+            "ClockSkewDetected",
+            "IncompleteRuns",
+        }
+    ),
+    "errors": frozenset(
+        {
+            "ErrorsRead",
+            "SummariesPublished",
+            "PublishFailures",
+            "ErrorsReadFailures",
+            "PermanentAlertFailures",
+            "AlertsSent",
+            "AlertFailures",
+        }
+    ),
+    # Not graphed yet; the one an operator would alarm on (its batches also land in the DLQ and show in
+    # the IteratorAge alarm).
+    "stream": frozenset({"PublishFailures"}),
+}
+TARGET_METRICS: Final = frozenset({"AlertsSent", "AlertFailures"})  # one metric per alert target
+
+
+def custom_metric_count(*, slack: bool = True, stream: bool = False) -> int:
+    """Custom metrics the stack emits (each name and dimension set is one): the poller's and the errors
+    enricher's, the per-target ones once per alert target, the stream consumer's when it is enabled."""
+    targets = 2 if slack else 1
+    errors = EMITTED_METRICS["errors"]
+    count = (
+        len(EMITTED_METRICS["poller"]) + len(errors - TARGET_METRICS) + targets * len(errors & TARGET_METRICS)
+    )
+    return count + (len(EMITTED_METRICS["stream"]) if stream else 0)
+
+
+"""The counts each function sends to CloudWatch as metrics: those an alarm or the dashboard's metric
+widgets read. Each name and dimension set is a custom metric billed $0.30 a month, so every other count
+is a field of the function's logs only (docs/observability.md says which field replaced which metric):
+the poller's ``poller run finished`` summary, the stream consumer's ``stream batch finished`` outcome,
+and for the errors enricher a ``counted`` line per count (``counter``, ``value``)."""
+
+
 @dataclass(frozen=True)
 class Observability:
     logger: Logger
@@ -30,14 +79,18 @@ class Observability:
     metrics: Metrics
     service: str
     namespace: str
+    emitted: frozenset[str] = field(default_factory=frozenset)
 
     def add(self, name: str, unit: str, value: float) -> None:
-        """``MetricsSink`` for the run code."""
-        self.metrics.add_metric(name=name, unit=unit, value=value)
+        """``MetricsSink`` for the run code: a metric when it is one of ``emitted``; the others are
+        already in the invocation's summary log line."""
+        if name in self.emitted:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
 
 
-def build(service: str) -> Observability:
-    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or service
+def build(function: str) -> Observability:
+    """``function``: poller, errors or stream (which metrics it emits, its default service name)."""
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or function
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
     logger = Logger(service=service)
     route_library_logs(logger)
@@ -48,6 +101,7 @@ def build(service: str) -> Observability:
         metrics=Metrics(namespace=namespace, service=service),
         service=service,
         namespace=namespace,
+        emitted=EMITTED_METRICS.get(function, frozenset()),
     )
 
 

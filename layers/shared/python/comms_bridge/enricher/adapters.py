@@ -3,6 +3,7 @@ DynamoDB, the Powertools step ledger and Powertools metrics."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -19,6 +20,8 @@ from comms_bridge.enricher.alerts.webhook import SlackPostError, SlackWebhook
 from comms_bridge.enricher.ports import Alert, AlertFailed, SummaryNotPublished
 from comms_bridge.enricher.summary import ERRORS_SUMMARIZED, ErrorsSummary
 from comms_bridge.observability import Observability
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -160,12 +163,16 @@ class PowertoolsLedger:
 
 
 class PowertoolsTelemetry:
-    """Counts as EMF metrics of the function's namespace and service (``Observability``)."""
+    """Counts as EMF metrics of the function's namespace and service (``Observability``); a count that is
+    not one of ``Observability.emitted`` is logged instead (``counted``, with ``counter`` and ``value``)."""
 
     def __init__(self, observability: Observability) -> None:
         self._obs = observability
 
     def count(self, name: str, value: int = 1, *, target: str | None = None) -> None:
+        if name not in self._obs.emitted:
+            logger.info("counted", extra={"counter": name, "value": value, "target": target})
+            return
         if target is None:
             self._obs.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
             return
