@@ -8,7 +8,7 @@ import pytest
 
 from comms_bridge.enricher.adapters import PowertoolsTelemetry
 from comms_bridge.observability import EMITTED_METRICS, build
-from comms_bridge.poller.summary import RunSummary, RunStatus
+from comms_bridge.poller.summary import RunStatus, RunSummary
 
 
 @pytest.fixture(autouse=True)
