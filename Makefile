@@ -14,10 +14,10 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION := 3.3.30
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
-.PHONY: help setup test lint typecheck cfn-lint checkov unit docs demo local bench build deploy delete lock clean
+.PHONY: help setup test lint typecheck cfn-lint checkov unit docs demo local bench bench-1m build deploy delete lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # Two stages: what the demo and the local stack need (runtime dependencies, moto server, the simulator, the
 # renderer), then the lint/type/test/docs toolchain on top. `make demo` and `make local` stop at the first.
@@ -74,9 +74,12 @@ demo: $(DEMO_STAMP) ## the whole pipeline locally: simulator + moto server + bot
 local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the CLI; prints the exports (Ctrl-C stops)
 	$(BIN)/python -m comms_bridge_tools.local_up $(ARGS)
 
-bench: $(STAMP) ## cost and speed figures against the simulator and moto server
+bench: $(STAMP) ## cost and speed figures against the simulator and moto server, the targets with PASS/FAIL
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.push
+
+bench-1m: $(STAMP) ## the 1M-operation window and 100k beside it, resumable bootstraps (hours; bench-results/scale.json)
+	$(BIN)/python -m benchmarks.run --scale
 
 build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and check the built layer
 	$(SAM_VENV)/bin/sam build --template template.yaml

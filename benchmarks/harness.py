@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +15,22 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from benchmarks.floor import follow_up_floor
-from benchmarks.results import RunFigures, WindowResult, full_scan_requests, mean_figures
+from benchmarks.results import (
+    BootstrapCheck,
+    FloorFigures,
+    RunFigures,
+    WindowResult,
+    full_scan_requests,
+    mean_figures,
+    total_figures,
+)
 from benchmarks.rig import (
     CallCounts,
     Rig,
     running_rig,
     scheduled_event,
+    with_moto_condition_lexing_cached,
+    with_moto_partition_queries,
     without_moto_transaction_snapshots,
 )
 from comms_bridge.poller.discovery import DEFAULT_CADENCE, Cadence
@@ -32,6 +43,8 @@ REPO: Final = Path(__file__).resolve().parents[1]
 # A fixed Monday: every run of the benchmark sees the same timestamps.
 CLOCK_START: Final = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 TRACE_BOOTSTRAP_LIMIT: Final = 20_000
+# A resumable bootstrap that has not finished after this many invocations is reported as it stands.
+MAX_BOOTSTRAP_INVOCATIONS: Final = 200
 
 
 class HandlerProcess:
@@ -107,6 +120,14 @@ class Workload:
     # when the operations of the window completed, so the every-run follow-up only reaches its steady
     # size once the poller has seen a whole first band (1 h) of completions itself.
     warmup_runs: int = 0
+    # None: the bootstrap may take up to 900 s per invocation (the figures of one run that does it all).
+    # A number: each bootstrap invocation gets the function's own timeout, as the schedule would invoke it,
+    # and the bootstrap resumes from its checkpoint over as many invocations as it needs, one schedule
+    # period apart (the simulator's operations keep changing in between).
+    resumable_bootstrap: bool = False
+    # Of the resumable bootstrap's invocations, every n-th runs under tracemalloc (0: none): its peak shows
+    # whether memory per invocation grows with the window; the others give wall and CPU time.
+    trace_bootstrap_every: int = 0
 
 
 def build_scenario(workload: Workload, seed: int, schedule_period: int = 60) -> Scenario:
@@ -204,6 +225,67 @@ class _Measured:
         return figures, reply
 
 
+@dataclass
+class _Bootstrap:
+    total: RunFigures
+    runs: list[RunFigures]
+    started: datetime  # simulator clock at its first invocation
+    ended: datetime  # and at its last
+
+
+def _bootstrap(
+    measured: _Measured,
+    workload: Workload,
+    *,
+    timeout: float,
+    schedule_period: int,
+    progress: Callable[[str], None],
+) -> _Bootstrap:
+    """Invoke until the checkpoint says bootstrapped (at most MAX_BOOTSTRAP_INVOCATIONS times)."""
+    clock = measured.rig.clock
+    started = clock.now()
+    measured.timeout_seconds = timeout if workload.resumable_bootstrap else max(timeout, 900.0)
+    every = workload.trace_bootstrap_every
+    runs: list[RunFigures] = []
+    while True:
+        if workload.resumable_bootstrap:
+            trace = bool(every) and (len(runs) + 1) % every == 0
+        else:
+            # tracemalloc doubles the CPU time of a big bootstrap: past TRACE_BOOTSTRAP_LIMIT its memory is
+            # read from the process's resident high-water mark only.
+            trace = workload.operations + workload.burst <= TRACE_BOOTSTRAP_LIMIT
+        figures, reply = measured.run(trace=trace, count_changes=bool(runs))
+        runs.append(figures)
+        result = reply.get("result") or {}
+        if workload.resumable_bootstrap:
+            progress(
+                f"{workload.name}: bootstrap invocation {len(runs)}: {figures.comms_requests:.0f} Comms "
+                f"requests, {figures.wall_seconds:.1f} s wall, {figures.cpu_seconds:.1f} s CPU"
+                + (f", peak {figures.peak_memory_bytes / 2**20:.1f} MiB" if trace else "")
+            )
+        # A failed invocation is invoked again a period later, as the schedule would.
+        if result.get("bootstrapped") or len(runs) >= MAX_BOOTSTRAP_INVOCATIONS:
+            break
+        clock.advance(schedule_period)
+    measured.timeout_seconds = timeout
+    return _Bootstrap(total_figures(runs), runs, started, clock.now())
+
+
+def bootstrap_check(
+    rig: Rig, started: datetime, ended: datetime, published: Counter[tuple[str, str]]
+) -> BootstrapCheck:
+    """Whether the operations that changed between the bootstrap's invocations each got their event
+    (``published``: (operationId, eventKey) counted at the proxy from the bootstrap on), and whether any
+    event was published twice."""
+    changed = {e.operation_id for e in rig.simulator.history_between(started, ended)}
+    with_events = {op_id for op_id, _ in published}
+    return BootstrapCheck(
+        changed_operations=len(changed),
+        changed_without_event=len(changed - with_events),
+        keys_published_twice=sum(1 for count in published.values() if count > 1),
+    )
+
+
 def measure_workload(
     workload: Workload,
     *,
@@ -211,16 +293,22 @@ def measure_workload(
     results_dir: Path,
     progress: Callable[[str], None],
     schedule_period: int = 60,
+    parameters: Mapping[str, str] | None = None,
 ) -> tuple[WindowResult, list[str]]:
     started = time.perf_counter()
     scenario = build_scenario(workload, seed, schedule_period)
     generate_seconds = time.perf_counter() - started
     clock = ManualClock(CLOCK_START)
-    problems: list[str] = []
     with (
         without_moto_transaction_snapshots(),
+        with_moto_partition_queries(),
+        with_moto_condition_lexing_cached(),
         running_rig(
-            scenario, clock, prefix=f"bench-{workload.name}-{os.getpid()}", capture_all_events=False
+            scenario,
+            clock,
+            prefix=f"bench-{workload.name}-{os.getpid()}",
+            capture_all_events=False,
+            parameters=parameters,
         ) as rig,
     ):
         environment = rig.function_environment("PollerFunction")
@@ -228,67 +316,90 @@ def measure_workload(
         log = results_dir / f"handler-{workload.name}.log.tmp"
         with HandlerProcess("poller", environment, log) as handler:
             handler.load()
-            measured = _Measured(rig, handler, timeout_seconds=max(timeout, 900.0))
+            measured = _Measured(rig, handler, timeout_seconds=timeout)
             progress(f"{workload.name}: bootstrap of {workload.operations:,} operations ...")
-            # tracemalloc doubles the CPU time of a big bootstrap: past TRACE_BOOTSTRAP_LIMIT its memory is
-            # read from the process's resident high-water mark only.
-            trace_bootstrap = workload.operations + workload.burst <= TRACE_BOOTSTRAP_LIMIT
-            bootstrap, _ = measured.run(trace=trace_bootstrap, count_changes=False)
-            progress(
-                f"{workload.name}: bootstrap {bootstrap.comms_requests:.0f} Comms requests, "
-                f"{bootstrap.wall_seconds:.1f} s"
+            boot = _bootstrap(
+                measured, workload, timeout=timeout, schedule_period=schedule_period, progress=progress
             )
-            measured.timeout_seconds = timeout
-            for index in range(workload.warmup_runs):
-                clock.advance(schedule_period)
-                measured.run(trace=False, count_changes=False)
-                if (index + 1) % 15 == 0 or index + 1 == workload.warmup_runs:
-                    progress(f"{workload.name}: warm-up run {index + 1}/{workload.warmup_runs}")
-            run_times: list[int] = []
-            timed: list[RunFigures] = []
-            traced: list[RunFigures] = []
-            runs: list[RunFigures] = []
-            for index in range(workload.steady_runs):
-                clock.advance(schedule_period)
-                run_times.append(round((clock.now() - rig.simulator.anchor).total_seconds()))
-                # tracemalloc slows Python down: a few runs are traced (peak memory), the others give the
-                # wall and CPU time, so neither figure is distorted by the other.
-                trace = workload.steady_runs == 1 or 1 <= index <= workload.traced_runs
-                figures, _ = measured.run(trace=trace, count_changes=True)
-                (traced if trace else timed).append(figures)
-                runs.append(figures)
-            problems += measured.problems
-    mean = mean_figures(runs)
-    if timed and traced:
-        mean.wall_seconds = sum(r.wall_seconds for r in timed) / len(timed)
-        mean.cpu_seconds = sum(r.cpu_seconds for r in timed) / len(timed)
-    floor = None
-    if workload.steady_runs > 1 and not workload.burst:
-        progress(f"{workload.name}: the cadence's floor from the simulator's truth ...")
-        floor = follow_up_floor(
-            scenario.operations,
-            run_times,
-            Cadence.parse(environment.get("FOLLOW_UP_CADENCE", DEFAULT_CADENCE)),
-            page_size=int(environment.get("PAGE_SIZE", "1000")),
-            period=schedule_period,
-        )
+            progress(
+                f"{workload.name}: bootstrap {boot.total.comms_requests:.0f} Comms requests, "
+                f"{boot.total.wall_seconds:.1f} s in {len(boot.runs)} invocation(s)"
+            )
+            runs, run_times = _steady(measured, workload, schedule_period, progress)
+            check = bootstrap_check(rig, boot.started, boot.ended, rig.proxy.event_keys)
     window = WindowResult(
         name=workload.name,
         operations=workload.operations + workload.burst,
         active=workload.active,
-        changes_per_run=mean.true_changes,
-        bootstrap=bootstrap,
-        steady=mean,
+        changes_per_run=0,
+        bootstrap=boot.total,
+        steady=_steady_mean(runs),
         steady_runs=runs,
         full_scan_requests=full_scan_requests(workload.operations + workload.burst),
         generate_seconds=generate_seconds,
         label=workload.label,
         shape=workload.shape,
         warmup_runs=workload.warmup_runs,
-        floor=floor,
+        floor=_floor(workload, scenario, run_times, environment, schedule_period, progress),
+        bootstrap_runs=boot.runs if len(boot.runs) > 1 else [],
+        bootstrap_check=check,
     )
+    window.changes_per_run = window.steady.true_changes
     progress(
-        f"{workload.name}: steady {mean.comms_requests:.1f} Comms requests/run "
-        f"({window.ratio:.0%} of a full scan), {mean.events:.1f} events/run"
+        f"{workload.name}: steady {window.steady.comms_requests:.1f} Comms requests/run "
+        f"({window.ratio:.0%} of a full scan), {window.steady.events:.1f} events/run"
     )
-    return window, [f"{workload.name}: {p}" for p in problems]
+    return window, [f"{workload.name}: {p}" for p in measured.problems]
+
+
+def _steady(
+    measured: _Measured, workload: Workload, schedule_period: int, progress: Callable[[str], None]
+) -> tuple[list[RunFigures], list[int]]:
+    """The unmeasured warm-up runs, then the measured ones (with the simulator time of each)."""
+    clock, rig = measured.rig.clock, measured.rig
+    for index in range(workload.warmup_runs):
+        clock.advance(schedule_period)
+        measured.run(trace=False, count_changes=False)
+        if (index + 1) % 15 == 0 or index + 1 == workload.warmup_runs:
+            progress(f"{workload.name}: warm-up run {index + 1}/{workload.warmup_runs}")
+    run_times: list[int] = []
+    runs: list[RunFigures] = []
+    for index in range(workload.steady_runs):
+        clock.advance(schedule_period)
+        run_times.append(round((clock.now() - rig.simulator.anchor).total_seconds()))
+        # tracemalloc slows Python down: a few runs are traced (peak memory), the others give the wall and
+        # CPU time, so neither figure is distorted by the other.
+        trace = workload.steady_runs == 1 or 1 <= index <= workload.traced_runs
+        figures, _ = measured.run(trace=trace, count_changes=True)
+        figures.traced = trace
+        runs.append(figures)
+    return runs, run_times
+
+
+def _steady_mean(runs: list[RunFigures]) -> RunFigures:
+    mean = mean_figures(runs)
+    timed = [r for r in runs if not r.traced]
+    if timed and len(timed) < len(runs):
+        mean.wall_seconds = sum(r.wall_seconds for r in timed) / len(timed)
+        mean.cpu_seconds = sum(r.cpu_seconds for r in timed) / len(timed)
+    return mean
+
+
+def _floor(
+    workload: Workload,
+    scenario: Scenario,
+    run_times: list[int],
+    environment: Mapping[str, str],
+    schedule_period: int,
+    progress: Callable[[str], None],
+) -> FloorFigures | None:
+    if workload.steady_runs <= 1 or workload.burst:
+        return None
+    progress(f"{workload.name}: the cadence's floor from the simulator's truth ...")
+    return follow_up_floor(
+        scenario.operations,
+        run_times,
+        Cadence.parse(environment.get("FOLLOW_UP_CADENCE", DEFAULT_CADENCE)),
+        page_size=int(environment.get("PAGE_SIZE", "1000")),
+        period=schedule_period,
+    )

@@ -34,6 +34,7 @@ class RunFigures:
     max_rss_bytes: float = 0  # the handler process's resident high-water mark after the run
     true_changes: float = 0  # operations whose version moved since the previous run (simulator truth)
     incomplete: float = 0  # invocations that raised or did not report status "complete" (a sum, not a mean)
+    traced: bool = False  # this run ran under tracemalloc (its wall and CPU time are inflated)
     comms_by_endpoint: dict[str, float] = field(default_factory=dict)
     comms_by_listing: dict[str, float] = field(default_factory=dict)  # as the handler's summary reports it
     dynamodb_by_operation: dict[str, float] = field(default_factory=dict)
@@ -58,33 +59,53 @@ class FloorFigures:
     every_run: float  # requests at least: a lower bound for any planner
     banded: float  # requests per run for the slower bands, estimated
     every_run_operations: float  # operations in the every-run band
+    active: float | None = None  # requests at least for the active set (None: results from before it)
+
+    @property
+    def total(self) -> float | None:
+        """The cadence floor of a steady run: every-run + banded + active listings."""
+        return None if self.active is None else self.every_run + self.banded + self.active
 
 
-def _mean_map(maps: list[dict[str, float]]) -> dict[str, float]:
-    keys = sorted({key for m in maps for key in m})
-    return {key: sum(m.get(key, 0) for m in maps) / len(maps) for key in keys}
-
-
-def mean_figures(runs: list[RunFigures]) -> RunFigures:
-    if not runs:
-        return RunFigures()
-    n = len(runs)
-    scalar = {
-        f.name: sum(getattr(r, f.name) for r in runs) / n
-        for f in fields(RunFigures)
-        if not isinstance(getattr(runs[0], f.name), dict)
+def _combine(runs: list[RunFigures], divisor: int) -> RunFigures:
+    """Every count summed over ``runs`` and divided by ``divisor``; memory is the worst run's."""
+    numbers = [f.name for f in fields(RunFigures) if isinstance(getattr(runs[0], f.name), int | float)]
+    scalar: dict[str, Any] = {
+        name: sum(getattr(r, name) for r in runs) / divisor for name in numbers if name != "traced"
     }
     scalar["incomplete"] = sum(r.incomplete for r in runs)
     # Peak memory is a maximum, not a sum: the mean would hide the worst run.
     scalar["peak_memory_bytes"] = max(r.peak_memory_bytes for r in runs)
     scalar["max_rss_bytes"] = max(r.max_rss_bytes for r in runs)
-    return RunFigures(
-        **scalar,
-        comms_by_endpoint=_mean_map([r.comms_by_endpoint for r in runs]),
-        comms_by_listing=_mean_map([r.comms_by_listing for r in runs]),
-        dynamodb_by_operation=_mean_map([r.dynamodb_by_operation for r in runs]),
-        events_by_type=_mean_map([r.events_by_type for r in runs]),
-    )
+    maps: dict[str, Any] = {
+        f.name: _sum_map([getattr(r, f.name) for r in runs], divisor)
+        for f in fields(RunFigures)
+        if isinstance(getattr(runs[0], f.name), dict)
+    }
+    return RunFigures(**scalar, **maps)
+
+
+def _sum_map(maps: list[dict[str, float]], divisor: int) -> dict[str, float]:
+    keys = sorted({key for m in maps for key in m})
+    return {key: sum(m.get(key, 0) for m in maps) / divisor for key in keys}
+
+
+def mean_figures(runs: list[RunFigures]) -> RunFigures:
+    return _combine(runs, len(runs)) if runs else RunFigures()
+
+
+def total_figures(runs: list[RunFigures]) -> RunFigures:
+    """What several invocations cost together (a bootstrap over several): sums, and the worst memory."""
+    return _combine(runs, 1) if runs else RunFigures()
+
+
+@dataclass(frozen=True)
+class BootstrapCheck:
+    """Whether a bootstrap lost or doubled anything (counted at the proxy, against the simulator's truth)."""
+
+    changed_operations: int  # operations with a new version between the bootstrap's first and last invocation
+    changed_without_event: int  # of those, how many got no event at all afterwards (lost changes)
+    keys_published_twice: int  # eventKeys sent more than once from the bootstrap to the last measured run
 
 
 def full_scan_requests(operations: int, page_size: int = FULL_SCAN_PAGE_SIZE) -> int:
@@ -109,6 +130,8 @@ class WindowResult:
     shape: str = "scheduled"  # how the operations spend their active time (comms_sim.generate.SHAPES)
     warmup_runs: int = 0  # unmeasured runs between the bootstrap and the measured ones
     floor: FloorFigures | None = None  # what the follow-up cadence costs at least (benchmarks.floor)
+    bootstrap_runs: list[RunFigures] = field(default_factory=list)  # per invocation, when it took several
+    bootstrap_check: BootstrapCheck | None = None
 
     @property
     def ratio(self) -> float:
@@ -127,6 +150,9 @@ class WindowResult:
         values["steady"] = RunFigures.from_dict(data["steady"])
         values["steady_runs"] = [RunFigures.from_dict(r) for r in data.get("steady_runs", [])]
         values["floor"] = None if data.get("floor") is None else FloorFigures(**data["floor"])
+        values["bootstrap_runs"] = [RunFigures.from_dict(r) for r in data.get("bootstrap_runs", [])]
+        check = data.get("bootstrap_check")
+        values["bootstrap_check"] = None if check is None else BootstrapCheck(**check)
         return cls(**values)
 
 
@@ -162,6 +188,7 @@ class BenchResults:
     imports: ImportFigures | None = None
     layer: LayerFigures | None = None
     notes: list[str] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)  # benchmarks.targets verdicts, as written
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +202,7 @@ class BenchResults:
             "imports": None if self.imports is None else asdict(self.imports),
             "layer": None if self.layer is None else asdict(self.layer),
             "notes": self.notes,
+            "targets": self.targets,
         }
 
     @classmethod
@@ -192,6 +220,7 @@ class BenchResults:
             imports=None if imports is None else ImportFigures(**imports),
             layer=None if layer is None else LayerFigures(**layer),
             notes=list(data.get("notes", [])),
+            targets=list(data.get("targets", [])),
         )
 
     def save(self, path: Path = LATEST) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -187,3 +187,58 @@ def without_moto_transaction_snapshots() -> Iterator[None]:
         yield
     finally:
         setattr(backend, "copy", original)  # noqa: B010
+
+
+@contextmanager
+def with_moto_partition_queries() -> Iterator[None]:
+    """moto answers a Query on a table's key by sorting every item of the table (``Table.all_items``) and
+    keeping the partition's, so one Query page costs O(items in the table log items): at 200,000 operations
+    the poller's Query of its active index outlives the Lambda's timeout, where DynamoDB reads the
+    partition alone. The benchmark lets such a Query see its partition only, in moto's order; an index
+    Query (none in the poller) and Scan keep moto's code. Safe because a benchmark makes one DynamoDB call
+    at a time: the restricted view lives on the table object for the duration of that one call."""
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415 - moto is a dev-only dependency
+
+    original = Table.query
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is not None or hash_key is None or not self.range_key_attr:
+            return original(self, hash_key, *args, **kwargs)
+        partition = sorted(self.items.get(hash_key, {}).values(), key=lambda item: item.range_key)
+        self.all_items = lambda: partition
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    setattr(Table, "query", query)  # noqa: B010 - moto does not export a hook for it
+    try:
+        yield
+    finally:
+        setattr(Table, "query", original)  # noqa: B010
+
+
+@contextmanager
+def with_moto_condition_lexing_cached() -> Iterator[None]:
+    """moto lexes a ConditionExpression again for every item it checks, with regular expressions built per
+    token: the poller's conditional state writes (a condition per item of every TransactWriteItems) then
+    cost moto milliseconds per item, minutes for a 1M-operation bootstrap, and DynamoDB nothing of the
+    kind. The tokens depend on the expression's text only, so the benchmark lexes each text once and hands
+    moto a fresh copy of the tokens every time (its parser consumes them)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser  # noqa: PLC0415 - dev-only dependency
+
+    original = ConditionExpressionParser._lex_condition_expression
+    lexed: dict[str, tuple[Any, ...]] = {}
+
+    def lex(self: Any) -> deque[Any]:
+        tokens = lexed.get(self.condition_expression)
+        if tokens is None:
+            tokens = lexed[self.condition_expression] = tuple(original(self))
+        return deque(token._replace(children=list(token.children)) for token in tokens)
+
+    setattr(ConditionExpressionParser, "_lex_condition_expression", lex)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(ConditionExpressionParser, "_lex_condition_expression", original)  # noqa: B010

@@ -13,8 +13,10 @@ bench-results/quick.json and leaves the docs alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,11 +26,14 @@ from typing import Final
 from benchmarks.harness import Workload, measure_workload
 from benchmarks.imports import measure_imports, measure_layer
 from benchmarks.render import terminal_report
-from benchmarks.report import write_reports
+from benchmarks.report import SCALE, targets_text, with_scale, write_reports
 from benchmarks.results import LATEST, RESULTS_DIR, BenchResults
+from benchmarks.targets import verdicts
+from comms_bridge.observability import custom_metric_count
 from comms_sim.generate import DEFAULT_SHAPE
 
 QUICK: Final = RESULTS_DIR / "quick.json"
+DEFAULT_POLLER_TIMEOUT: Final = 60  # template.yaml PollerTimeoutSeconds
 
 SCHEDULE_PERIOD: Final = 60
 CHANGES_PER_MINUTE: Final = 100
@@ -50,6 +55,12 @@ FULL_WINDOWS: Final = (
 )
 QUICK_WINDOWS: Final = ((1_000, "scheduled"), (10_000, "scheduled"))
 QUICK_STEADY_RUNS: Final = 4
+# The scale windows (`make bench-1m`, or --only): the bootstrap gets the function's own timeout per
+# invocation and resumes from its checkpoint, so what a deployed poller does at 10x today's largest window
+# is measured; 100k the same way for the side-by-side, 200k/300k to extrapolate moto's cost.
+SCALE_WINDOWS: Final = (100_000, 200_000, 300_000, 1_000_000)
+SCALE_RUN: Final = "1m"
+TRACE_BOOTSTRAP_EVERY: Final = 2
 
 
 def window_name(operations: int, shape: str) -> str:
@@ -84,6 +95,34 @@ def workloads(quick: bool) -> list[Workload]:
     return found
 
 
+def scale_name(operations: int) -> str:
+    return "1m" if operations == 1_000_000 else f"{operations // 1000}k-resumable"
+
+
+def scale_workloads(names: list[str]) -> list[Workload]:
+    """The scale windows, plus any ``<n>k-resumable`` named in ``names`` (a smaller one to try the
+    resumable bootstrap on, e.g. with --poller-timeout 30)."""
+    sizes = list(SCALE_WINDOWS)
+    sizes += [
+        int(match.group(1)) * 1000
+        for name in names
+        if (match := re.fullmatch(r"(\d+)k-resumable", name)) and int(match.group(1)) * 1000 not in sizes
+    ]
+    return [
+        Workload(
+            scale_name(n),
+            n,
+            active=n // 100,
+            changes_per_minute=CHANGES_PER_MINUTE,
+            steady_runs=STEADY_RUNS,
+            warmup_runs=WARMUP_RUNS,
+            resumable_bootstrap=True,
+            trace_bootstrap_every=TRACE_BOOTSTRAP_EVERY,
+        )
+        for n in sizes
+    ]
+
+
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -100,19 +139,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", default=[], help="run only these workloads (e.g. 10k)")
     parser.add_argument(
+        "--steady-runs", type=int, default=None, help="measured runs per window (partial runs)"
+    )
+    parser.add_argument(
+        "--warmup-runs", type=int, default=None, help="warm-up runs per window (partial runs)"
+    )
+    parser.add_argument(
+        "--poller-timeout",
+        choices=("30", "60", "120", "300", "600", "900"),
+        default=None,
+        help="the template's PollerTimeoutSeconds (default: the template's default)",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help=f"the 1M window and 100k beside it, resumable bootstraps (`make bench-1m`; writes {SCALE})",
+    )
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not regenerate the docs' performance page (a --quick run or one with --only never does)",
     )
     args = parser.parse_args(argv)
     # The docs show full runs only: a quick or partial run keeps to its own file.
-    partial = args.quick or bool(args.only)
+    partial = args.quick or bool(args.only) or args.scale
     if args.output is None:
-        args.output = QUICK if partial else LATEST
+        args.output = SCALE if args.scale else QUICK if partial else LATEST
     report = not (args.no_report or partial)
     started = time.perf_counter()
 
     planned = workloads(args.quick)
+    if args.scale:
+        args.only += ["100k-resumable", SCALE_RUN]
+    planned += [w for w in scale_workloads(args.only) if w.name in args.only]
+    if partial:
+        planned = [
+            dataclasses.replace(
+                w,
+                steady_runs=w.steady_runs if args.steady_runs is None else args.steady_runs,
+                warmup_runs=w.warmup_runs if args.warmup_runs is None else args.warmup_runs,
+            )
+            for w in planned
+        ]
     results = BenchResults(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         quick=args.quick,
@@ -127,8 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             "changes_per_minute": CHANGES_PER_MINUTE,
             "steady_runs": {w.name: w.steady_runs for w in planned},
             "warmup_runs": {w.name: w.warmup_runs for w in planned},
-            "burst_operations": planned[-1].burst,
+            "burst_operations": max(w.burst for w in planned),
             "page_size": 1000,
+            "poller_timeout_seconds": int(args.poller_timeout or DEFAULT_POLLER_TIMEOUT),
+            # SNS and Slack alerts, Event Streams off: comms_bridge.observability.custom_metric_count
+            "custom_metrics": custom_metric_count(slack=True),
         },
     )
     for workload in planned:
@@ -140,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             results_dir=RESULTS_DIR,
             progress=_progress,
             schedule_period=SCHEDULE_PERIOD,
+            parameters={"PollerTimeoutSeconds": args.poller_timeout} if args.poller_timeout else None,
         )
         results.windows.append(window)
         results.notes.extend(problems)
@@ -152,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.perf_counter() - started
     results.settings["bench_seconds"] = round(elapsed, 1)
+    judged = results if partial else with_scale(results)
+    results.targets = [v.to_dict() for v in verdicts(judged)]
     results.save(args.output)
     print(terminal_report(results))
+    print("\nTargets of issue 15 (before: bench-results/latest.json of 2026-11-28):")
+    print(targets_text(judged))
     print(f"\nwrote {args.output} in {elapsed:.0f} s")
     if report:
         for path in write_reports(results, args.output):

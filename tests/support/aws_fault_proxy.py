@@ -21,7 +21,8 @@ services on the query protocol, the service and ``Action`` (``sns.Publish``), an
   writing one of its items).
 
 ``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
-batch calls and transactions, for cost figures.
+batch calls and transactions, for cost figures; ``event_keys`` counts the ``eventKey`` of every PutEvents
+entry sent (by ``operationId``), so a benchmark can tell an event published twice from one never published.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class _State:
     rules: list[AwsFault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     entries: Counter[str] = field(default_factory=Counter)
+    event_keys: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operationId, eventKey)
     lock: threading.Lock = field(default_factory=threading.Lock)
     session: requests.Session = field(default_factory=requests.Session)
 
@@ -127,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[target] += 1
             state.entries[target] += _count_entries(target, body)
+            if target.endswith("PutEvents"):
+                state.event_keys.update(_event_keys(body))
             rule = next((r for r in state.rules if r.take(target, body)), None)
         if rule is None:
             self._forward(body)
@@ -256,6 +260,23 @@ def _count_entries(target: str, body: bytes) -> int:
     return sum(len(items) for items in requests_by_table.values())
 
 
+def _event_keys(body: bytes) -> list[tuple[str, str]]:
+    """(operationId, eventKey) of each PutEvents entry whose Detail carries an eventKey."""
+    try:
+        entries = json.loads(body).get("Entries", [])
+    except ValueError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            detail = json.loads(entry.get("Detail") or "{}")
+        except ValueError:
+            continue
+        if isinstance(detail, dict) and "eventKey" in detail:
+            found.append((str(detail.get("operationId", "")), str(detail["eventKey"])))
+    return found
+
+
 class AwsFaultProxy:
     def __init__(self, upstream: str) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -276,6 +297,10 @@ class AwsFaultProxy:
     def entries(self) -> Counter[str]:
         return self._server.state.entries
 
+    @property
+    def event_keys(self) -> Counter[tuple[str, str]]:
+        return self._server.state.event_keys
+
     def add(self, fault: AwsFault) -> AwsFault:
         with self._server.state.lock:
             self._server.state.rules.append(fault)
@@ -289,6 +314,7 @@ class AwsFaultProxy:
         with self._server.state.lock:
             self._server.state.calls.clear()
             self._server.state.entries.clear()
+            self._server.state.event_keys.clear()
 
     def start(self) -> AwsFaultProxy:
         self._thread.start()

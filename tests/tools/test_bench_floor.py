@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.floor import completion_times, follow_up_floor, greedy_cover
+from benchmarks.floor import active_floor, completion_times, follow_up_floor, greedy_cover
 from benchmarks.results import FloorFigures
 from comms_bridge.poller.discovery import Cadence
 from comms_sim.timeline import SendPlan
@@ -83,3 +83,17 @@ def test_past_the_last_limit_the_last_interval_holds_until_retention() -> None:
 def test_no_runs_no_floor() -> None:
     assert follow_up_floor([plan(0, 0)], [], CADENCE, page_size=1000, period=60).every_run == 0
     assert follow_up_floor([plan(0, 0)], [], CADENCE, page_size=1000, period=60) == FloorFigures(0, 0, 0)
+
+
+def test_the_active_floor_is_a_page_per_page_size_of_each_status_in_use() -> None:
+    # At t=100: two PROCESSING (0 and 1), one SCHEDULED (2); at t=700 all done; at t=550 one PROCESSING.
+    operations = [plan(0, 0), plan(1, 50), plan(2, 10, start=500)]
+    operations[0] = SendPlan(id="op0", created=0, total=10, start=None, duration=200, step=200)
+    operations[1] = SendPlan(id="op1", created=50, total=10, start=None, duration=200, step=200)
+    assert active_floor(operations, [100], page_size=1000) == 2  # a PROCESSING page and a SCHEDULED one
+    assert active_floor(operations, [100], page_size=1) == 3
+    assert active_floor(operations, [550], page_size=1000) == 1  # nobody SCHEDULED: no page for it
+    assert active_floor(operations, [700], page_size=1000) == 0
+    assert active_floor(operations, [100, 550], page_size=1000) == 1.5
+    floor = follow_up_floor(operations, [100], CADENCE, page_size=1000, period=60)
+    assert floor.active == 2 and floor.total == floor.every_run + floor.banded + 2
