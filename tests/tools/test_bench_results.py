@@ -318,7 +318,7 @@ def test_new_fields_round_trip(tmp_path: Path) -> None:
 
 def test_the_metric_target_and_the_terminal_table() -> None:
     verdict = verdict_of(results(), "custom-metrics")
-    assert verdict.mark == "PASS" and "16 custom metrics" in verdict.figure
+    assert verdict.mark == "PASS" and "17 custom metrics" in verdict.figure
     mixed = results()
     mixed.windows = [hundred_k([2, 2, 2, 14], cpu=0.1)]
     text = targets_text(mixed)

@@ -26,6 +26,7 @@ def test_the_poller_emits_its_alarmed_and_graphed_counts_and_leaves_the_rest_to_
     emitted = set(obs.metrics.metric_set)
     assert emitted == EMITTED_METRICS["poller"]
     assert "OperationsSeen" not in emitted and summary.as_dict()["operations_seen"] == 5
+    assert "SkippedMalformedItems" in emitted, "contract §4: a skipped malformed operation is a metric"
     obs.metrics.clear_metrics()
 
 

@@ -39,6 +39,7 @@ EVENT_STREAMS = {
 SCENARIOS = {"defaults": DEFAULTS, "everything-on": EVERYTHING_ON, "event-streams": EVENT_STREAMS}
 METRICS = (
     "EventsPublished",
+    "SkippedMalformedItems",
     "PublishFailures",
     "CommsApiRequests",
     "RunDurationMs",
@@ -715,7 +716,7 @@ def test_the_functions_emit_the_metrics_alarms_and_graphs_read_and_no_other(
     emitted = {(service, name) for service, names in EMITTED_METRICS.items() for name in names}
     assert read <= emitted, "an alarm or a graph reads a metric no function emits"
     assert {m for m in emitted if m[0] != "stream"} == read
-    assert custom_metric_count(slack=False) == 14 and custom_metric_count(slack=True, stream=True) == 17
+    assert custom_metric_count(slack=False) == 15 and custom_metric_count(slack=True, stream=True) == 19
 
 
 def test_log_groups_have_retention(default_stack: tuple[dict[str, Any], Resolver]) -> None:

@@ -34,6 +34,7 @@ EMITTED_METRICS: Final[Mapping[str, frozenset[str]]] = {
             "CheckpointLagSeconds",
             "ClockSkewDetected",
             "IncompleteRuns",
+            "SkippedMalformedItems",  # contract §4: a malformed operation is skipped with a metric
         }
     ),
     "errors": frozenset(
@@ -47,9 +48,9 @@ EMITTED_METRICS: Final[Mapping[str, frozenset[str]]] = {
             "AlertFailures",
         }
     ),
-    # Not graphed yet; the one an operator would alarm on (its batches also land in the DLQ and show in
-    # the IteratorAge alarm).
-    "stream": frozenset({"PublishFailures"}),
+    # Not graphed yet: the one an operator would alarm on (its batches also land in the failure queue and
+    # show in the IteratorAge alarm), and the skips contract §7 says are counted by a metric.
+    "stream": frozenset({"PublishFailures", "StreamRecordsSkipped"}),
 }
 TARGET_METRICS: Final = frozenset({"AlertsSent", "AlertFailures"})  # one metric per alert target
 
