@@ -81,6 +81,7 @@ def monthly_rows(volume: Volume, units: tuple[float, float], metrics: int) -> li
     archived_gb = (events + triggers) * ARCHIVE_KB_PER_EVENT / 1_000_000
     log_gb = (RUNS_PER_MONTH + triggers) * LOG_KB_PER_INVOCATION / 1_000_000
     stored_gb = volume.operations_per_day * 8 / 1_000_000
+    calls = volume.secret_calls
     return [
         (
             "Lambda, poller",
@@ -125,11 +126,7 @@ def monthly_rows(volume: Volume, units: tuple[float, float], metrics: int) -> li
         ("CloudWatch alarms", f"{ALARM_METRICS} alarm metrics x $0.10", ALARM_METRICS * ALARM_METRIC_PRICE),
         ("CloudWatch dashboard", "1 x $3.00 (free if the account has at most 3)", DASHBOARD_PRICE),
         ("KMS key of the alert topic", "1 x $1.00", KMS_KEY),
-        (
-            "Secrets Manager",
-            f"1 x $0.40 + ~{volume.secret_calls:,} calls",
-            SECRET + volume.secret_calls * SECRET_PER_10K_CALLS / 10_000,
-        ),
+        ("Secrets Manager", f"1 x $0.40 + ~{calls:,} calls", SECRET + calls * SECRET_PER_10K_CALLS / 10_000),
     ]
 
 

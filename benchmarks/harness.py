@@ -45,6 +45,7 @@ CLOCK_START: Final = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 TRACE_BOOTSTRAP_LIMIT: Final = 20_000
 # A resumable bootstrap that has not finished after this many invocations is reported as it stands.
 MAX_BOOTSTRAP_INVOCATIONS: Final = 200
+MAX_FAILED: Final = 3  # bootstrap invocations failing in a row
 
 
 class HandlerProcess:
@@ -244,9 +245,11 @@ def _bootstrap(
     """Invoke until the checkpoint says bootstrapped (at most MAX_BOOTSTRAP_INVOCATIONS times)."""
     clock = measured.rig.clock
     started = clock.now()
+    progress(f"{workload.name}: bootstrap of {workload.operations:,} operations ...")
     measured.timeout_seconds = timeout if workload.resumable_bootstrap else max(timeout, 900.0)
     every = workload.trace_bootstrap_every
     runs: list[RunFigures] = []
+    failed = 0
     while True:
         if workload.resumable_bootstrap:
             trace = bool(every) and (len(runs) + 1) % every == 0
@@ -263,12 +266,19 @@ def _bootstrap(
                 f"requests, {figures.wall_seconds:.1f} s wall, {figures.cpu_seconds:.1f} s CPU"
                 + (f", peak {figures.peak_memory_bytes / 2**20:.1f} MiB" if trace else "")
             )
-        # A failed invocation is invoked again a period later, as the schedule would.
-        if result.get("bootstrapped") or len(runs) >= MAX_BOOTSTRAP_INVOCATIONS:
+        # A failed invocation is invoked again a period later, as the schedule would; a bootstrap that fails
+        # again and again (moto out of its depth) is reported as it stands.
+        failed = failed + 1 if not reply.get("ok") else 0
+        if result.get("bootstrapped") or len(runs) >= MAX_BOOTSTRAP_INVOCATIONS or failed >= MAX_FAILED:
             break
         clock.advance(schedule_period)
     measured.timeout_seconds = timeout
-    return _Bootstrap(total_figures(runs), runs, started, clock.now())
+    total = total_figures(runs)
+    progress(
+        f"{workload.name}: bootstrap {total.comms_requests:.0f} Comms requests, "
+        f"{total.wall_seconds:.1f} s in {len(runs)} invocation(s)"
+    )
+    return _Bootstrap(total, runs, started, clock.now())
 
 
 def bootstrap_check(
@@ -317,23 +327,19 @@ def measure_workload(
         with HandlerProcess("poller", environment, log) as handler:
             handler.load()
             measured = _Measured(rig, handler, timeout_seconds=timeout)
-            progress(f"{workload.name}: bootstrap of {workload.operations:,} operations ...")
             boot = _bootstrap(
                 measured, workload, timeout=timeout, schedule_period=schedule_period, progress=progress
             )
-            progress(
-                f"{workload.name}: bootstrap {boot.total.comms_requests:.0f} Comms requests, "
-                f"{boot.total.wall_seconds:.1f} s in {len(boot.runs)} invocation(s)"
-            )
             runs, run_times = _steady(measured, workload, schedule_period, progress)
             check = bootstrap_check(rig, boot.started, boot.ended, rig.proxy.event_keys)
+    steady = _steady_mean(runs)
     window = WindowResult(
         name=workload.name,
         operations=workload.operations + workload.burst,
         active=workload.active,
-        changes_per_run=0,
+        changes_per_run=steady.true_changes,
         bootstrap=boot.total,
-        steady=_steady_mean(runs),
+        steady=steady,
         steady_runs=runs,
         full_scan_requests=full_scan_requests(workload.operations + workload.burst),
         generate_seconds=generate_seconds,
@@ -344,7 +350,6 @@ def measure_workload(
         bootstrap_runs=boot.runs if len(boot.runs) > 1 else [],
         bootstrap_check=check,
     )
-    window.changes_per_run = window.steady.true_changes
     progress(
         f"{workload.name}: steady {window.steady.comms_requests:.1f} Comms requests/run "
         f"({window.ratio:.0%} of a full scan), {window.steady.events:.1f} events/run"

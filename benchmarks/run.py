@@ -127,7 +127,7 @@ def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -160,7 +160,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not regenerate the docs' performance page (a --quick run or one with --only never does)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _planned(args: argparse.Namespace, partial: bool) -> list[Workload]:
+    """The workloads of this run: the default (or quick) ones, the scale ones asked for, and on a
+    partial run the numbers of runs given on the command line."""
+    planned = workloads(args.quick)
+    if args.scale:
+        args.only += ["100k-resumable", SCALE_RUN]
+    planned += [w for w in scale_workloads(args.only) if w.name in args.only]
+    if not partial:
+        return planned
+    return [
+        dataclasses.replace(
+            w,
+            steady_runs=w.steady_runs if args.steady_runs is None else args.steady_runs,
+            warmup_runs=w.warmup_runs if args.warmup_runs is None else args.warmup_runs,
+        )
+        for w in planned
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     # The docs show full runs only: a quick or partial run keeps to its own file.
     partial = args.quick or bool(args.only) or args.scale
     if args.output is None:
@@ -168,19 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     report = not (args.no_report or partial)
     started = time.perf_counter()
 
-    planned = workloads(args.quick)
-    if args.scale:
-        args.only += ["100k-resumable", SCALE_RUN]
-    planned += [w for w in scale_workloads(args.only) if w.name in args.only]
-    if partial:
-        planned = [
-            dataclasses.replace(
-                w,
-                steady_runs=w.steady_runs if args.steady_runs is None else args.steady_runs,
-                warmup_runs=w.warmup_runs if args.warmup_runs is None else args.warmup_runs,
-            )
-            for w in planned
-        ]
+    planned = _planned(args, partial)
     results = BenchResults(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         quick=args.quick,

@@ -155,11 +155,12 @@ def bootstrap_cpu(name: str) -> Callable[[BenchResults], Reading | None]:
 
 def units(figures: RunFigures, kind: str) -> float | None:
     """Read or write capacity units of a run (``dynamodb_read_units`` / ``dynamodb_write_units``: a number,
-    or a map per DynamoDB operation), None when the results do not carry them."""
+    or a map per DynamoDB operation), None when the results do not carry them (absent or 0)."""
     value = getattr(figures, f"dynamodb_{kind}_units", None)
     if isinstance(value, dict):
-        return float(sum(value.values()))
-    return None if value is None else float(value)
+        value = sum(value.values())
+    # 0 is results from before the units were metered: a run that publishes costs units.
+    return float(value) if value else None
 
 
 def _steady_windows(results: BenchResults) -> list[WindowResult]:

@@ -246,6 +246,8 @@ def test_capacity_units_and_the_bill_are_not_measured_until_the_results_carry_un
         verdict = verdict_of(plain, key)
         assert (verdict.value, verdict.figure, verdict.passed) == (None, "not measured", None)
     steady = plain.windows[0].steady
+    steady.dynamodb_read_units = 0.0  # type: ignore[attr-defined]  # a field's default in older results
+    assert verdict_of(plain, "read-units-per-event").mark == "not measured"
     steady.dynamodb_read_units = {"Query": 2.0, "BatchGetItem": 6.0}  # type: ignore[attr-defined]
     steady.dynamodb_write_units = 9.0  # type: ignore[attr-defined]
     assert verdict_of(plain, "read-units-per-event").value == pytest.approx(0.8)
