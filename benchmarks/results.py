@@ -38,6 +38,11 @@ class RunFigures:
     comms_by_listing: dict[str, float] = field(default_factory=dict)  # as the handler's summary reports it
     dynamodb_by_operation: dict[str, float] = field(default_factory=dict)
     events_by_type: dict[str, float] = field(default_factory=dict)
+    # DynamoDB capacity units as on-demand billing counts them (benchmarks.capacity)
+    dynamodb_read_units: float = 0
+    dynamodb_write_units: float = 0
+    dynamodb_units_by_operation: dict[str, float] = field(default_factory=dict)
+    event_bytes: float = 0  # of the PutEvents entries sent, as EventBridge sizes them
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunFigures:
@@ -84,6 +89,7 @@ def mean_figures(runs: list[RunFigures]) -> RunFigures:
         comms_by_listing=_mean_map([r.comms_by_listing for r in runs]),
         dynamodb_by_operation=_mean_map([r.dynamodb_by_operation for r in runs]),
         events_by_type=_mean_map([r.events_by_type for r in runs]),
+        dynamodb_units_by_operation=_mean_map([r.dynamodb_units_by_operation for r in runs]),
     )
 
 
