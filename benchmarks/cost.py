@@ -5,14 +5,18 @@ at the proxy by :mod:`benchmarks.capacity`), the poller's Lambda time and reques
 run, billed for its wall time at the function's memory size), and the archive (ingest, and storage over
 the retention). Fixed monthly items (CloudWatch metrics, alarms, the dashboard, KMS, Secrets Manager) do
 not depend on events and are in docs/deploy.md.
+
+    python -m benchmarks.cost [bench-results/latest.json]   # the table of the cost page, per window
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Final
 
-from benchmarks.results import RunFigures
+from benchmarks.results import LATEST, BenchResults, RunFigures, load
 
 PER_MILLION: Final = 1_000_000
 EVENTBRIDGE_PER_MILLION_EVENTS: Final = 1.00
@@ -97,3 +101,52 @@ def bill_per_million_events(
         read_units_per_event=read_units,
         write_units_per_event=write_units,
     )
+
+
+def cost_rows(results: BenchResults) -> list[list[str]]:
+    """One row per window whose measured runs published events: units per event and dollars per million
+    events by item (the cost page's table)."""
+    found = []
+    for window in results.windows:
+        if window.steady.events <= 0:
+            continue
+        bill = bill_per_million_events(window.steady)
+        found.append(
+            [
+                window.name,
+                f"{bill.read_units_per_event:.2f}",
+                f"{bill.write_units_per_event:.2f}",
+                f"${bill.dynamodb:.2f}",
+                f"${bill.lambda_compute + bill.lambda_requests:.2f}",
+                f"${bill.archive:.2f}",
+                f"${bill.beyond_eventbridge:.2f}",
+                f"${bill.total:.2f}",
+            ]
+        )
+    return found
+
+
+COST_HEADER: Final = (
+    "window",
+    "read units / event",
+    "write units / event",
+    "DynamoDB",
+    "Lambda",
+    "archive",
+    "beyond EventBridge",
+    "total per 1M events",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.cost [results.json]``: the bill per million events of each measured window."""
+    args = sys.argv[1:] if argv is None else argv
+    results = load(Path(args[0]) if args else LATEST)
+    lines = ["| " + " | ".join(COST_HEADER) + " |", "|" + " --- |" * len(COST_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in cost_rows(results)]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
