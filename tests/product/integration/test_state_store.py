@@ -282,25 +282,29 @@ def test_an_active_entry_written_in_the_full_shape_of_earlier_versions_still_loa
         "version": {"N": "3"},
     }
     dynamodb.put_item(TableName=table, Item=item)
+    dynamodb.put_item(TableName=table, Item={**item, **s.state_key(old.operation_id)})
     assert s.active_index() == {old.operation_id: StoredState.of(old, version=3)}
     # The next write of the operation replaces it with the compact entry, which loads the same.
     newer = tracked(7, sent=5)
     assert s.commit([write(newer, expected=3)]) == set()
     entry = dynamodb.get_item(TableName=table, Key=s.active_key(op_id(7)))["Item"]
-    assert "stats" not in entry and entry["s"]["S"] == "10,0,0,0,0,5,0,0,0,0,0"
+    assert set(entry) == {"pk", "sk", "e", "expiresAt"}
+    assert entry["e"]["S"] == "4|PROCESSING|2026-11-27T12:07:00Z|2026-11-27T12:00:00Z|10,0,0,0,0,5,0,0,0,0,0|"
     assert s.active_index() == {newer.operation_id: StoredState.of(newer, version=4)}
 
 
-def test_a_compact_active_entry_with_a_wrong_counter_count_is_an_error(dynamodb, table) -> None:
+def test_a_packed_active_entry_keeps_the_stall_marker_and_a_mangled_one_is_an_error(dynamodb, table) -> None:
     s = store(dynamodb, table)
-    assert s.commit([write(tracked(1))]) == set()
+    stalled = tracked(1).model_copy(update={"stalled_for_updated_at": "2026-11-27T12:01:00Z"})
+    assert s.commit([write(stalled)]) == set()
+    assert s.active_index() == {op_id(1): StoredState.of(stalled, version=1)}
     dynamodb.update_item(
         TableName=table,
         Key=s.active_key(op_id(1)),
-        UpdateExpression="SET s = :s",
-        ExpressionAttributeValues={":s": {"S": "1,2,3"}},
+        UpdateExpression="SET e = :e",
+        ExpressionAttributeValues={":e": {"S": "1|PROCESSING|2026-11-27T12:01:00Z|2026-11-27T12:00:00Z|1|"}},
     )
-    with pytest.raises(StateStoreError, match="3 counters"):
+    with pytest.raises(StateStoreError, match="is not version"):
         s.active_index()
 
 
