@@ -186,6 +186,12 @@ def _figures(reply: Mapping[str, Any], delta: CallCounts, published: int, true_c
             key: float(value) for key, value in (summary.get("requests_by_listing") or {}).items()
         },
         dynamodb_by_operation={key: float(value) for key, value in delta.dynamodb_by_operation.items()},
+        dynamodb_read_units=sum(delta.read_units.values()),
+        dynamodb_write_units=sum(delta.write_units.values()),
+        event_bytes=float(delta.event_bytes),
+        dynamodb_units_by_operation={
+            key: float(value) for key, value in (delta.read_units + delta.write_units).items()
+        },
     )
 
 
@@ -319,6 +325,7 @@ def measure_workload(
             prefix=f"bench-{workload.name}-{os.getpid()}",
             capture_all_events=False,
             parameters=parameters,
+            meter_capacity=True,
         ) as rig,
     ):
         environment = rig.function_environment("PollerFunction")

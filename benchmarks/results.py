@@ -39,6 +39,11 @@ class RunFigures:
     comms_by_listing: dict[str, float] = field(default_factory=dict)  # as the handler's summary reports it
     dynamodb_by_operation: dict[str, float] = field(default_factory=dict)
     events_by_type: dict[str, float] = field(default_factory=dict)
+    # DynamoDB capacity units as on-demand billing counts them (benchmarks.capacity)
+    dynamodb_read_units: float = 0
+    dynamodb_write_units: float = 0
+    dynamodb_units_by_operation: dict[str, float] = field(default_factory=dict)
+    event_bytes: float = 0  # of the PutEvents entries sent, as EventBridge sizes them
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunFigures:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from benchmarks.capacity import CapacityMeter, moto_lookup
 from benchmarks.support import AwsFaultProxy, LocalStack
 from comms_bridge_tools.moto_server import FAKE_AWS_ENV, MotoServer
 from comms_sim import ManualClock, Scenario, SimulatorServer
@@ -47,12 +48,19 @@ class CallCounts:
     comms: Counter[str] = field(default_factory=Counter)
     aws_calls: Counter[str] = field(default_factory=Counter)
     aws_entries: Counter[str] = field(default_factory=Counter)
+    # DynamoDB capacity units per operation (benchmarks.capacity), when the rig meters them
+    read_units: Counter[str] = field(default_factory=Counter)
+    write_units: Counter[str] = field(default_factory=Counter)
+    event_bytes: int = 0
 
     def __sub__(self, before: CallCounts) -> CallCounts:
         return CallCounts(
             comms=self.comms - before.comms,
             aws_calls=self.aws_calls - before.aws_calls,
             aws_entries=self.aws_entries - before.aws_entries,
+            read_units=self.read_units - before.read_units,
+            write_units=self.write_units - before.write_units,
+            event_bytes=self.event_bytes - before.event_bytes,
         )
 
     @property
@@ -93,12 +101,17 @@ class Rig:
     stack: LocalStack
     simulator: SimulatorServer
     clock: ManualClock
+    meter: CapacityMeter | None = None
 
     def counts(self) -> CallCounts:
+        reads, writes, event_bytes = self.meter.totals() if self.meter is not None else ({}, {}, 0)
         return CallCounts(
             comms=Counter(self.simulator.counters),
             aws_calls=Counter(self.proxy.calls),
             aws_entries=Counter(self.proxy.entries),
+            read_units=Counter(reads),
+            write_units=Counter(writes),
+            event_bytes=event_bytes,
         )
 
     def function_environment(self, logical_id: str, **overrides: str) -> dict[str, str]:
@@ -132,9 +145,11 @@ def running_rig(
     moto: MotoServer | None = None,
     simulator_seed: int = 0,
     capture_all_events: bool = True,
+    meter_capacity: bool = False,
 ) -> Iterator[Rig]:
     """Start what is missing (moto, proxy, simulator), provision the stack directly in moto (setup calls
-    are not counted), and tear everything down afterwards."""
+    are not counted), and tear everything down afterwards. ``meter_capacity``: count DynamoDB's capacity
+    units at the proxy (moto must then run in this process, as :class:`MotoServer` does)."""
     with ExitStack() as stack:
         if moto is None:
             moto = MotoServer().start()
@@ -151,7 +166,11 @@ def running_rig(
             slack_webhook_url=slack_webhook_url,
             capture_all_events=capture_all_events,
         )
-        yield Rig(moto=moto, proxy=proxy, stack=local, simulator=simulator, clock=clock)
+        meter = None
+        if meter_capacity:
+            meter = CapacityMeter(moto_lookup())
+            proxy.observe(meter)
+        yield Rig(moto=moto, proxy=proxy, stack=local, simulator=simulator, clock=clock, meter=meter)
 
 
 class _NoTableSnapshots:

@@ -7,16 +7,22 @@ Protocol, one JSON object per line: the first line on stdin is
 or ``{"exit": true}``, answered on the
 original stdout by ``{"ok", "error", "result", "wall_seconds", "peak_memory_bytes", "cold"}``. The
 handler's own output (Powertools logs go to stdout) is redirected to the log file.
+
+With ``BENCH_PROFILE=<folder>`` in the environment, every untraced invocation runs under cProfile and
+leaves ``<folder>/invoke-<n>.prof`` (read it with ``python -m pstats``); the figures of a profiled run are
+slower than the handler alone and only good for finding where the time goes.
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import resource
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from benchmarks.support import lambda_function
@@ -35,7 +41,21 @@ def _max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _profiled(invoke: Any, event: Any, number: int) -> Any:
+    """``invoke(event)``, under cProfile when ``BENCH_PROFILE`` names a folder for the profiles."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        return invoke(event)
+    profile = cProfile.Profile(time.process_time)  # CPU time: other processes on the machine do not count
+    try:
+        return profile.runcall(invoke, event)
+    finally:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(Path(folder) / f"invoke-{number:04d}.prof")
+
+
 def _serve(setup: dict[str, Any], commands: Any, answer: Any) -> None:
+    invocations = 0
     with open(setup["log"], "a", encoding="utf-8") as log:
         # Everything the handler prints goes to the log; the protocol keeps the real stdout.
         os.dup2(log.fileno(), 1)
@@ -60,7 +80,11 @@ def _serve(setup: dict[str, Any], commands: Any, answer: Any) -> None:
                 tracemalloc.start()
                 tracemalloc.reset_peak()
             started, cpu_started = time.perf_counter(), time.process_time()
-            invocation = function.invoke(command["invoke"])
+            invocations += 1
+            if trace:
+                invocation = function.invoke(command["invoke"])
+            else:
+                invocation = _profiled(function.invoke, command["invoke"], invocations)
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             peak = tracemalloc.get_traced_memory()[1] if trace else 0
             if trace:

@@ -23,6 +23,8 @@ services on the query protocol, the service and ``Action`` (``sns.Publish``), an
 ``calls`` counts requests per target (faulted ones included); ``entries`` counts the items/entries of
 batch calls and transactions, for cost figures; ``event_keys`` counts the ``eventKey`` of every PutEvents
 entry sent (by ``operationId``), so a benchmark can tell an event published twice from one never published.
+An ``observer`` (the benchmarks' capacity meter) sees
+every forwarded request before it goes and its answer after.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import requests
@@ -82,9 +84,15 @@ class AwsFault:
         return True
 
 
+class Observer(Protocol):
+    def before(self, target: str, body: bytes) -> Callable[[int, bytes], None] | None:
+        """Called before a request is forwarded; what it returns is called with the status and body."""
+
+
 @dataclass
 class _State:
     upstream: str
+    observer: Observer | None = None
     rules: list[AwsFault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     entries: Counter[str] = field(default_factory=Counter)
@@ -133,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.event_keys.update(_event_keys(body))
             rule = next((r for r in state.rules if r.take(target, body)), None)
         if rule is None:
-            self._forward(body)
+            self._forward(body, target=target)
         elif rule.kind == "throttle":
             self._error(400, _throttle_type(target), "Rate exceeded (injected)", target)
         elif rule.kind == "500":
@@ -167,8 +175,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.server.state.upstream + self.path, data=body, headers=headers, timeout=60
         )
 
-    def _forward(self, body: bytes, *, send: bool = True) -> None:
+    def _forward(self, body: bytes, *, send: bool = True, target: str = "") -> None:
+        observer = self.server.state.observer
+        answered = observer.before(target, body) if observer is not None else None
         response = self._upstream(body)
+        if answered is not None:
+            answered(response.status_code, response.content)
         if send:
             headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
             self._send(response.status_code, response.content, headers)
@@ -300,6 +312,8 @@ class AwsFaultProxy:
     @property
     def event_keys(self) -> Counter[tuple[str, str]]:
         return self._server.state.event_keys
+    def observe(self, observer: Observer | None) -> None:
+        self._server.state.observer = observer
 
     def add(self, fault: AwsFault) -> AwsFault:
         with self._server.state.lock:

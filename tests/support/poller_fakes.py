@@ -296,7 +296,7 @@ class MemoryStateStore:
             else:
                 self.index[state.operation_id] = stored
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
+    def get_states(self, operation_ids: Iterable[str], *, consistent: bool = True) -> dict[str, StoredState]:
         self.counters.count("BatchGetItem")
         found = {op_id: self.states[op_id] for op_id in sorted(set(operation_ids)) if op_id in self.states}
         self.counters.items_read += len(found)
@@ -368,11 +368,15 @@ class MemoryStateStore:
             self.states.pop(op_id, None)
             self.index.pop(op_id, None)
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, lease_owner: str, release_lease: bool = False
+    ) -> None:
         self.counters.count("UpdateItem")
         if self.lease_owner != lease_owner:
             raise CheckpointConflict("the lease was lost; checkpoint not written")
         self.journal.entries.append(("checkpoint", lease_owner))
+        if release_lease:
+            self.lease_owner = None
         # Through JSON, as DynamoDB keeps it: nothing the run still holds can change it afterwards.
         self.checkpoint = Checkpoint.model_validate_json(checkpoint.model_dump_json(by_alias=True))
 
@@ -399,6 +403,9 @@ class MemoryLease:
         store.lease_owner, store.lease_until = self.owner, now.timestamp() + max(int(seconds), 1)
         self.held = True
         return store.checkpoint or Checkpoint()
+
+    def released_with_checkpoint(self) -> None:
+        self.held = False
 
     def release(self) -> None:
         if not self.held:

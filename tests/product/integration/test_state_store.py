@@ -264,3 +264,63 @@ def test_an_oversized_checkpoint_is_trimmed_not_refused(dynamodb, table) -> None
     newest = recent_key(op_id(0), f"{NOW:%Y-%m-%dT%H:%M:%S}.123Z", f"{0:016x}")
     assert newest in kept and len(kept) < 40_000
     assert min(loaded.recent) > min(recent)  # the oldest minutes went first
+
+
+def test_an_active_entry_written_in_the_full_shape_of_earlier_versions_still_loads(dynamodb, table) -> None:
+    # What the poller wrote before the compact entries: the state item's attributes under the index key.
+    s = store(dynamodb, table)
+    old = tracked(7, sent=4).model_copy(update={"stalled_for_updated_at": "2026-11-27T12:07:00Z"})
+    item = {
+        **s.active_key(old.operation_id),
+        "operationId": {"S": old.operation_id},
+        "status": {"S": "PROCESSING"},
+        "stats": {"M": {name: {"N": str(value)} for name, value in old.stats.as_dict().items()}},
+        "createdAt": {"S": old.created_at},
+        "updatedAt": {"S": old.updated_at},
+        "stalledForUpdatedAt": {"S": "2026-11-27T12:07:00Z"},
+        "expiresAt": {"N": str(state_expires_at(old.created_at))},
+        "version": {"N": "3"},
+    }
+    dynamodb.put_item(TableName=table, Item=item)
+    dynamodb.put_item(TableName=table, Item={**item, **s.state_key(old.operation_id)})
+    assert s.active_index() == {old.operation_id: StoredState.of(old, version=3)}
+    # The next write of the operation replaces it with the compact entry, which loads the same.
+    newer = tracked(7, sent=5)
+    assert s.commit([write(newer, expected=3)]) == set()
+    entry = dynamodb.get_item(TableName=table, Key=s.active_key(op_id(7)))["Item"]
+    assert set(entry) == {"pk", "sk", "e", "expiresAt"}
+    assert entry["e"]["S"] == "4|PROCESSING|2026-11-27T12:07:00Z|2026-11-27T12:00:00Z|10,0,0,0,0,5,0,0,0,0,0|"
+    assert s.active_index() == {newer.operation_id: StoredState.of(newer, version=4)}
+
+
+def test_a_packed_active_entry_keeps_the_stall_marker_and_a_mangled_one_is_an_error(dynamodb, table) -> None:
+    s = store(dynamodb, table)
+    stalled = tracked(1).model_copy(update={"stalled_for_updated_at": "2026-11-27T12:01:00Z"})
+    assert s.commit([write(stalled)]) == set()
+    assert s.active_index() == {op_id(1): StoredState.of(stalled, version=1)}
+    dynamodb.update_item(
+        TableName=table,
+        Key=s.active_key(op_id(1)),
+        UpdateExpression="SET e = :e",
+        ExpressionAttributeValues={":e": {"S": "1|PROCESSING|2026-11-27T12:01:00Z|2026-11-27T12:00:00Z|1|"}},
+    )
+    with pytest.raises(StateStoreError, match="is not version"):
+        s.active_index()
+
+
+def test_the_checkpoint_write_can_give_the_lease_up_in_the_same_write(dynamodb, table, proxy) -> None:
+    first = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert first.acquire(NOW, 60)
+    s = store(dynamodb, table)
+    checkpoint = Checkpoint(seen_through="2026-11-27T12:59:00Z")
+    proxy.reset_counts()
+    s.save_checkpoint(checkpoint, lease_owner=first.owner, release_lease=True)
+    first.released_with_checkpoint()
+    first.release()  # nothing left to release: no call
+    assert proxy.calls == {"DynamoDB_20120810.UpdateItem": 1}
+    assert s.load_checkpoint() == checkpoint
+    # Free at once for the next run, and the released owner can no longer write the checkpoint.
+    second = DynamoLease(dynamodb, table_name=table, account_sid=ACCOUNT)
+    assert second.acquire(NOW, 60)
+    with pytest.raises(CheckpointConflict):
+        s.save_checkpoint(Checkpoint(), lease_owner=first.owner)

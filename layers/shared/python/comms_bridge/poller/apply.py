@@ -216,11 +216,17 @@ class ChangeApplier:
         return todo
 
     def _read_missing(self, ids: Collection[str]) -> None:
+        """A first read may lag (eventually consistent, half the cost): a state it shows too old makes the
+        conditional write refused, and the state is then read again strongly. A claim it shows is read
+        again at once: a lapsed claim is finished by publishing, which no later condition could undo."""
         to_read = [op_id for op_id in ids if op_id not in self._known and op_id not in self._absent]
         if to_read:
-            found = self.store.get_states(to_read)
+            found = self.store.get_states(to_read, consistent=False)
             self._known.update(found)
             self._absent.update(set(to_read) - found.keys())
+            claimed = [op_id for op_id, state in found.items() if state.claim is not None]
+            if claimed:
+                self._read_again(claimed)
 
     def _read_again(self, ids: Collection[str]) -> None:
         found = self.store.get_states(ids)

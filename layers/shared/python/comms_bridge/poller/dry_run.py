@@ -53,7 +53,9 @@ class ReadOnlyStateStore(DynamoStateStore):
     def forget(self, operation_ids: Sequence[str]) -> None:
         return None
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, lease_owner: str, release_lease: bool = False
+    ) -> None:
         return None
 
 
@@ -69,6 +71,9 @@ class UnwrittenLease:
     def acquire(self, now: datetime, seconds: float) -> Checkpoint | None:
         self.held = True
         return self._store.load_checkpoint() or Checkpoint()
+
+    def released_with_checkpoint(self) -> None:
+        self.held = False
 
     def release(self) -> None:
         self.held = False

@@ -91,6 +91,9 @@ class DynamoLease:
         self.held = True
         return checkpoint_from_item(response.get("Attributes", {})) or Checkpoint()
 
+    def released_with_checkpoint(self) -> None:
+        self.held = False
+
     def release(self) -> None:
         """Give the lease up if it is still ours; a lease taken over meanwhile is left alone."""
         if not self.held:

@@ -56,8 +56,9 @@ class StateStore(Protocol):
     @property
     def counters(self) -> StoreCounters: ...
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
-        """Strongly consistent: a state another writer stored a moment ago is seen."""
+    def get_states(self, operation_ids: Iterable[str], *, consistent: bool = True) -> dict[str, StoredState]:
+        """``consistent``: a state another writer stored a moment ago is seen; otherwise the read may lag
+        (half the cost; the conditional writes catch what it missed)."""
 
     def active_index(self) -> dict[str, StoredState]: ...
 
@@ -72,8 +73,11 @@ class StateStore(Protocol):
 
     def forget(self, operation_ids: Sequence[str]) -> None: ...
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
-        """Raise ``CheckpointConflict`` unless ``lease_owner`` still holds the lease."""
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, lease_owner: str, release_lease: bool = False
+    ) -> None:
+        """Raise ``CheckpointConflict`` unless ``lease_owner`` still holds the lease; ``release_lease``: give
+        it up in the same write."""
 
 
 class Lease(Protocol):
@@ -90,6 +94,9 @@ class Lease(Protocol):
         the first run), or None when another owner holds an unexpired lease."""
 
     def release(self) -> None: ...
+
+    def released_with_checkpoint(self) -> None:
+        """The checkpoint write gave the lease up (``release_lease``): nothing is left to release."""
 
 
 class EventSink(Protocol):

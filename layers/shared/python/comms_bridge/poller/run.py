@@ -366,7 +366,9 @@ class PollerRun:
             lookback=self.config.lookback,
             bootstrap_range=self.bootstrap_range or frame.checkpoint.bootstrap_range,
         )
-        self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner)
+        # The run's last write: it gives the lease up too (one write of the item instead of two).
+        self.store.save_checkpoint(checkpoint, lease_owner=self.lease.owner, release_lease=True)
+        self.lease.released_with_checkpoint()
         self.summary.bootstrapped = checkpoint.bootstrapped
         if seen_through is not None:
             # Signed: a checkpoint ahead of the API's clock shows as negative lag, not as none (§6).

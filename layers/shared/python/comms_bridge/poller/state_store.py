@@ -8,13 +8,17 @@ pk                             sk              item
 ``OP#<account>#<operationId>`` ``STATE``       last recorded version of one operation, its
                                                write counter ``version`` and, while its writer
                                                publishes, a ``claim`` (``claims.py``)
-``ACTIVE#<account>``           ``<opId>``      copy of the state of an operation last seen as
-                                               SCHEDULED/PROCESSING (one Query reads them all)
+``ACTIVE#<account>``           ``<opId>``      packed copy of the state of an operation last
+                                               seen as SCHEDULED/PROCESSING (one Query reads them
+                                               all; the fields in one string ``e``)
 ``CHECKPOINT#<account>``       ``CHECKPOINT``  watermarks, hour buckets, recently processed, and
                                                the lease (``owner``, ``leaseUntil``; ``lease.py``)
 =============================  ==============  ===============================================
 
-Reads are ``BatchGetItem`` (100 keys) and one ``Query``, retried for unprocessed keys with backoff. State
+Reads are ``BatchGetItem`` (100 keys) and one ``Query``, retried for unprocessed keys with backoff. The
+Query and a first read of states are eventually consistent (half the read units): every state write is
+conditional on the version read, so a stale read costs a refused write and a strongly consistent read
+again, never a wrong state or a lost change. State
 writes are conditional on the version read (``state_writes.py``: transactions of a state item and its index
 copy); ``forget`` and nothing else is a ``BatchWriteItem``. All fail loudly when DynamoDB keeps refusing.
 """
@@ -111,6 +115,45 @@ def _tracked_attributes(state: TrackedOperation, version: int) -> Item:
     return item
 
 
+def _active_attributes(state: TrackedOperation, version: int) -> Item:
+    """An active index entry: what a run compares listings with and decides against, in one string
+    attribute ``e`` = ``version|status|updatedAt|createdAt|counters|stall marker`` (counters comma-separated
+    in ``STAT_FIELDS`` order; the marker may be empty). Half the full item's size, so half the read units of
+    the Query that reads them all, and a quarter of its parsing: botocore parses each attribute value
+    through the whole AttributeValue shape, so the time goes with the number of attributes."""
+    counters = ",".join(str(value) for value in state.stats.as_dict().values())
+    fields = (
+        str(version),
+        state.status.value,
+        state.updated_at,
+        state.created_at,
+        counters,
+        state.stalled_for_updated_at or "",
+    )
+    return {"e": _s("|".join(fields)), "expiresAt": _n(state_expires_at(state.created_at))}
+
+
+def _active_from_item(item: Mapping[str, Any]) -> StoredState:
+    """An active index entry, packed or in the full shape earlier versions wrote."""
+    if "stats" in item:
+        return _tracked_from_item(item)
+    operation_id = item["sk"]["S"]
+    fields = item["e"]["S"].split("|")
+    counters = fields[4].split(",") if len(fields) == 6 else []
+    if len(counters) != len(STAT_FIELDS):
+        raise StateStoreError(f"active index entry of {operation_id} is not version|status|...: {fields[:2]}")
+    version, status, updated_at, created_at, _, stalled_for = fields
+    return StoredState(
+        operation_id=operation_id,
+        status=OperationStatus(status),
+        stats=EmailOperationStats(**dict(zip(STAT_FIELDS, map(int, counters), strict=True))),
+        created_at=created_at,
+        updated_at=updated_at,
+        stalled_for_updated_at=stalled_for or None,
+        version=int(version),
+    )
+
+
 def _claim_attribute(claim: Claim) -> AttributeValueTypeDef:
     previous: AttributeValueTypeDef = (
         {"NULL": True} if claim.previous is None else _s(claim.previous.model_dump_json())
@@ -185,14 +228,14 @@ class DynamoStateStore:
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    def get_states(self, operation_ids: Iterable[str]) -> dict[str, StoredState]:
-        """The recorded state of each id that has one (strongly consistent BatchGetItem)."""
+    def get_states(self, operation_ids: Iterable[str], *, consistent: bool = True) -> dict[str, StoredState]:
+        """The recorded state of each id that has one (BatchGetItem; ``consistent``: strongly)."""
         ids = sorted(set(operation_ids))
         found: dict[str, StoredState] = {}
 
         def read(keys: list[Item]) -> list[Item]:
             response = self._db.batch_get_item(
-                RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": consistent}}
             )
             for item in response.get("Responses", {}).get(self.table_name, []):
                 state = _tracked_from_item(item)
@@ -207,7 +250,8 @@ class DynamoStateStore:
         return found
 
     def active_index(self) -> dict[str, StoredState]:
-        """Every operation recorded as SCHEDULED/PROCESSING, from one (paginated) Query."""
+        """Every operation recorded as SCHEDULED/PROCESSING, from one (paginated, eventually consistent)
+        Query."""
         index: dict[str, StoredState] = {}
         start_key: Item | None = None
         while True:
@@ -215,13 +259,13 @@ class DynamoStateStore:
                 "TableName": self.table_name,
                 "KeyConditionExpression": "pk = :pk",
                 "ExpressionAttributeValues": {":pk": _s(f"ACTIVE#{self.account_sid}")},
-                "ConsistentRead": True,
+                "ConsistentRead": False,
             }
             if start_key:
                 kwargs["ExclusiveStartKey"] = start_key
             response = self._call("Query", lambda kw=kwargs: self._db.query(**kw))  # type: ignore[misc]
             for item in response.get("Items", []):
-                state = _tracked_from_item(item)
+                state = _active_from_item(item)
                 index[state.operation_id] = state
                 self.counters.items_read += 1
             start_key = response.get("LastEvaluatedKey")
@@ -288,7 +332,7 @@ class DynamoStateStore:
     ) -> list[TransactWriteItemTypeDef]:
         key = self.active_key(state.operation_id)
         if action is IndexAction.PUT:
-            item = {**key, **_tracked_attributes(state, version)}
+            item = {**key, **_active_attributes(state, version)}
             return [{"Put": {"TableName": self.table_name, "Item": item}}]
         if action is IndexAction.DELETE:
             return [{"Delete": {"TableName": self.table_name, "Key": key}}]
@@ -321,17 +365,22 @@ class DynamoStateStore:
             requests.append({"DeleteRequest": {"Key": self.active_key(op_id)}})
         self._batch_write(requests)
 
-    def save_checkpoint(self, checkpoint: Checkpoint, *, lease_owner: str) -> None:
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, lease_owner: str, release_lease: bool = False
+    ) -> None:
         """Write the checkpoint only while this run still holds the lease (same item, one condition),
-        ``recent`` trimmed if the item would grow past the safe size (:func:`fit_checkpoint`)."""
+        ``recent`` trimmed if the item would grow past the safe size (:func:`fit_checkpoint`).
+        ``release_lease``: give the lease up in the same write (a write costs a unit per KB of the whole
+        item, and the checkpoint is most of it: one write instead of two)."""
         _, doc = fit_checkpoint(checkpoint)
+        expression = "SET doc = :doc REMOVE #owner, leaseUntil" if release_lease else "SET doc = :doc"
         try:
             self._call(
                 "UpdateItem",
                 lambda: self._db.update_item(
                     TableName=self.table_name,
                     Key=self.checkpoint_key(),
-                    UpdateExpression="SET doc = :doc",
+                    UpdateExpression=expression,
                     ConditionExpression="#owner = :owner",
                     ExpressionAttributeNames={"#owner": "owner"},
                     ExpressionAttributeValues={":doc": _s(doc), ":owner": _s(lease_owner)},
@@ -398,6 +447,12 @@ class DynamoStateStore:
 
 
 def fingerprint(state: TrackedOperation | EmailOperation) -> str:
-    """Short digest of a version (status, updatedAt, stats): same digest, same version."""
-    text = json.dumps([state.status.value, state.updated_at, state.stats.as_dict()], separators=(",", ":"))
+    """Short digest of a version (status, updatedAt, stats): same digest, same version.
+
+    The digest of ``json.dumps([status, updatedAt, stats], separators=(",", ":"))``, the text written out
+    by hand (a run computes thousands; the encoder was most of their cost). Digests are stored in the
+    checkpoint, so the text must stay byte for byte what it was."""
+    stats = state.stats
+    counters = ",".join(f'"{name}":{int(getattr(stats, name))}' for name in STAT_FIELDS)
+    text = f'["{state.status.value}",{json.dumps(state.updated_at)},{{{counters}}}]'
     return hashlib.sha256(text.encode()).hexdigest()[:16]
