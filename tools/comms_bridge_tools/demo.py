@@ -392,15 +392,13 @@ def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
 
 
 def poller_schedule(aws: local_stack.LocalStack) -> tuple[str, str, Any]:
-    """(function logical id, schedule expression, payload) of the template's schedule."""
-    for event_type in ("ScheduleV2", "Schedule"):
-        for function_id, _, props in local_stack.function_events(aws.template, event_type):
-            resolved = aws.resolver().resolve(props)
-            expression = resolved.get("ScheduleExpression") or resolved.get("Schedule")
-            raw_input = resolved.get("Input")
-            # EventBridge Scheduler hands the target its Input; with none set the payload is empty.
-            payload = json.loads(raw_input) if isinstance(raw_input, str) else {}
-            return function_id, str(expression), payload
+    """(function logical id, schedule expression, payload) of the template's first schedule (one per
+    watched account, each an AWS::Scheduler::Schedule whose input names the account's secret)."""
+    for function_id, props in aws.schedules():
+        # EventBridge Scheduler hands the target its Input; with none set the payload is empty.
+        raw_input = props["Target"].get("Input")
+        payload = json.loads(raw_input) if isinstance(raw_input, str) else {}
+        return function_id, str(props["ScheduleExpression"]), payload
     raise ValueError("template.yaml declares no schedule for a function")
 
 
