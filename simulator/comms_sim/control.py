@@ -1,12 +1,14 @@
 """``/_sim/*``: drive a standalone simulator from another process (same Basic auth as the API).
 
-* ``GET /_sim/state`` -- clock, anchor, scenario, counters
+* ``GET /_sim/state`` -- clock, anchor, scenario, counters, and each account with its own counters
 * ``POST /_sim/clock`` ``{"advance": 60}`` or ``{"set": "2026-01-05T10:00:00Z"}`` (ManualClock only, else 409)
-* ``POST /_sim/faults`` ``{"kind": "429", "endpoint": "list_operations", "times": 2}``, ``GET``, ``DELETE``
-* ``GET /_sim/operations`` -- ground truth now; ``GET /_sim/history?since=...&until=...``
+* ``POST /_sim/faults`` ``{"kind": "429", "endpoint": "list_operations", "times": 2}`` (add ``"account":
+  "AC..."`` to fault one account only), ``GET``, ``DELETE`` (``?account=AC...``: that account's rules only)
+* ``GET /_sim/operations`` -- ground truth now; ``GET /_sim/history?since=...&until=...``; both take
+  ``?account=AC...`` (default: the first account)
 * ``POST /_sim/reset-log``
 
-Control calls are not counted in the request log or the counters.
+Control calls are not counted in the request log or the counters. Any account's credentials may use them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def handle_control(
     except ValueError:
         return 400, {"error": "the body is not JSON"}
     route = (method, path)
+    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    account = params.get("account")
+    if account is not None:
+        try:
+            sim.account(account)
+        except KeyError:
+            return 404, {"error": f"no account {account!r} in this simulator"}
     if route == ("GET", "/_sim/state"):
         return 200, _state(sim)
     if route == ("POST", "/_sim/clock"):
@@ -53,6 +62,11 @@ def handle_control(
     if route == ("POST", "/_sim/faults"):
         if not isinstance(payload, dict) or set(payload) - _RULE_FIELDS:
             return 400, {"error": f"a fault rule has the fields {sorted(_RULE_FIELDS)}"}
+        if payload.get("account") is not None:
+            try:
+                payload["account"] = sim.account(str(payload["account"])).sid
+            except KeyError:
+                return 404, {"error": f"no account {payload['account']!r} in this simulator"}
         try:
             rule = sim.faults.add(FaultRule(**payload))
         except (TypeError, ValueError) as exc:
@@ -61,15 +75,14 @@ def handle_control(
     if route == ("GET", "/_sim/faults"):
         return 200, [asdict(rule) for rule in sim.faults]
     if route == ("DELETE", "/_sim/faults"):
-        sim.faults.clear()
-        return 200, {"faults": 0}
+        removed = sim.faults.clear(None if account is None else sim.account(account).sid)
+        return 200, {"faults": len(sim.faults), "removed": removed}
     if route == ("POST", "/_sim/reset-log"):
         sim.reset_log()
         return 200, {"counters": {}}
     if route == ("GET", "/_sim/operations"):
-        return 200, sim.operations()
+        return 200, sim.operations(account=account)
     if route == ("GET", "/_sim/history"):
-        params = {name: values[-1] for name, values in parse_qs(query).items()}
         try:
             since = parse_rfc3339(params["since"]) if "since" in params else None
             until = parse_rfc3339(params["until"]) if "until" in params else None
@@ -78,7 +91,7 @@ def handle_control(
         return 200, [
             {"time": entry.updated_at, "operationId": entry.operation_id, "name": entry.name,
              "status": entry.status, "stats": dict(entry.stats)}
-            for entry in sim.history_between(since, until)
+            for entry in sim.history_between(since, until, account=account)
         ]  # fmt: skip
     return 404, {"error": f"no control route {method} {path}"}
 
@@ -91,4 +104,10 @@ def _state(sim: SimulatorServer) -> dict[str, Any]:
         "scenario": sim.scenario.name,
         "operations": len(sim.scenario.operations),
         "counters": sim.counters,
-    }
+        "accounts": [
+            {"sid": account.sid, "name": account.name, "scenario": account.scenario.name,
+             "operations": len(account.scenario.operations), "anchor": format_ts(epoch(account.anchor)),
+             "counters": sim.account_counters(account.sid)}
+            for account in sim.accounts
+        ],
+    }  # fmt: skip
