@@ -77,6 +77,7 @@ local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.push
+	$(BIN)/python -m benchmarks.accounts
 
 build: $(STAMP) $(SAM_STAMP) ## sam build for python3.13/arm64 (no Docker) and check the built layer
 	$(SAM_VENV)/bin/sam build --template template.yaml
