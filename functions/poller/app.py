@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from comms_bridge.observability import build
-from comms_bridge.poller.runtime import PollerRuntime
+from comms_bridge.poller.runtime import PollerRuntime, secret_arn_of
 
 obs = build("poller")
 _runtime: PollerRuntime | None = None
@@ -26,6 +26,7 @@ def runtime() -> PollerRuntime:
 @obs.metrics.log_metrics(capture_cold_start_metric=True)
 @obs.tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    summary = runtime().run(context, metrics=obs)
-    obs.logger.info("poller run finished", extra={"summary": summary})
+    # Each account's schedule names its secret; refused (nothing read, no request) unless watched.
+    summary = runtime().run(context, metrics=obs, secret_arn=secret_arn_of(event))
+    obs.logger.info("poller run finished", extra={"summary": summary, "accountSid": summary["accountSid"]})
     return summary

@@ -31,6 +31,7 @@ from tests.support.enricher_fakes import (
     operation,
     page,
 )
+from tests.support.operation_factory import ACCOUNT_SID
 
 SAMPLE = Path(__file__).resolve().parents[3] / "events" / "errors-trigger.json"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:comms-bridge-AlertTopic"
@@ -60,7 +61,7 @@ def sample_event(**detail: Any) -> dict[str, Any]:
 )
 def test_each_configured_target_and_only_those(overrides: dict[str, str], expected: list[str]) -> None:
     runtime = EnricherRuntime.from_env(Counter(), environ={**ENV, **overrides})
-    assert [target.name for target in runtime.ports.alert_targets(lambda: 10.0)] == expected
+    assert [target.name for target in runtime.ports.alert_targets(lambda: 10.0, ACCOUNT_SID)] == expected
     assert (runtime.ports.sns is not None) == ("sns" in expected)  # no SNS client without a topic
 
 
@@ -103,7 +104,7 @@ class FakePorts:
         self.targets = targets
         self.budget = MemoryBudget()
 
-    def errors_source(self, time_left: Callable[[], float]) -> FakeComms:
+    def errors_source(self, time_left: Callable[[], float], account_sid: str) -> FakeComms:
         return self.comms
 
     def alert_budget(self, prefix: str) -> MemoryBudget:
@@ -112,7 +113,7 @@ class FakePorts:
     def summary_sink(self, time_left: Callable[[], float]) -> FakeSink:
         return self.sink
 
-    def alert_targets(self, time_left: Callable[[], float]) -> list[FakeTarget]:
+    def alert_targets(self, time_left: Callable[[], float], account_sid: str) -> list[FakeTarget]:
         return list(self.targets)
 
 

@@ -147,6 +147,7 @@ class Settings(EnvSettings):
 
     comms_api_base_url: str = DEFAULT_BASE_URL
     twilio_secret_arn: str | None = None
+    twilio_secret_arns: str | None = None
     twilio_account_sid: str | None = Field(default=None, repr=False)
     twilio_auth_token: str | None = Field(default=None, repr=False)
     state_table_name: str | None = None
@@ -163,6 +164,13 @@ class Settings(EnvSettings):
     @classmethod
     def _comms_host(cls, value: str) -> str:
         return check_comms_api_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
+
+    @property
+    def watched_secret_arns(self) -> tuple[str, ...]:
+        """The Twilio secrets this stack watches, one per account: ``TWILIO_SECRET_ARN`` (when set) then
+        each item of the comma-separated ``TWILIO_SECRET_ARNS``, blanks and repeats dropped."""
+        items = [self.twilio_secret_arn or "", *(self.twilio_secret_arns or "").split(",")]
+        return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
 
     def require_state_table(self) -> str:
         if not self.state_table_name:

@@ -33,14 +33,15 @@ def load_credentials(
     *,
     max_age: int = DEFAULT_SECRET_MAX_AGE_SECONDS,
     force_fetch: bool = False,
+    secret_arn: str | None = None,
 ) -> CommsCredentials:
-    """Credentials from ``TWILIO_SECRET_ARN`` (cached ``max_age`` seconds by Powertools), else from
+    """Credentials from ``secret_arn`` or else the one watched secret (``TWILIO_SECRET_ARN`` or a
+    one-item ``TWILIO_SECRET_ARNS``; cached ``max_age`` seconds by Powertools), else from
     ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``. ``force_fetch`` skips the cache (after a 401, say)."""
-    if settings.twilio_secret_arn:
+    arn = secret_arn or default_secret_arn(settings)
+    if arn:
         return credentials_from_secret(
-            _read_secret(
-                settings.twilio_secret_arn, secrets_provider, max_age=max_age, force_fetch=force_fetch
-            )
+            _read_secret(arn, secrets_provider, max_age=max_age, force_fetch=force_fetch)
         )
     if not settings.twilio_account_sid or not settings.twilio_auth_token:
         raise SettingsError("set TWILIO_SECRET_ARN, or both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
@@ -50,6 +51,18 @@ def load_credentials(
         raise CredentialsError(
             "TWILIO_ACCOUNT_SID must be an account SID starting with AC and TWILIO_AUTH_TOKEN non-empty"
         ) from None
+
+
+def default_secret_arn(settings: Settings) -> str | None:
+    """The secret read when none is named: the only watched one; None when none is watched (credentials
+    from the environment). With several, the caller must name one (the poller's event does)."""
+    watched = settings.watched_secret_arns
+    if len(watched) > 1:
+        raise SettingsError(
+            f"{len(watched)} Twilio secrets are watched (TWILIO_SECRET_ARN, TWILIO_SECRET_ARNS): name the"
+            " account's secret (the poller's event carries it as twilioSecretArn)"
+        )
+    return watched[0] if watched else None
 
 
 def secret_region(secret_id: str, environ: Any = None) -> str | None:
@@ -80,15 +93,16 @@ def _provider_for(secret_id: str) -> SecretsProviderLike:
 
 
 def credentials_refresher(
-    settings: Settings, secrets_provider: SecretsProviderLike | None = None
+    settings: Settings, secrets_provider: SecretsProviderLike | None = None, *, secret_arn: str | None = None
 ) -> Callable[[], CommsCredentials] | None:
     """What the Comms client calls after a 401 (contract §6: a rotated secret is picked up at once): the
     secret read again past the cache. None for credentials from the environment, which cannot change."""
-    if not settings.twilio_secret_arn:
+    arn = secret_arn or default_secret_arn(settings)
+    if not arn:
         return None
 
     def refresh() -> CommsCredentials:
-        return load_credentials(settings, secrets_provider, force_fetch=True)
+        return load_credentials(settings, secrets_provider, force_fetch=True, secret_arn=arn)
 
     return refresh
 

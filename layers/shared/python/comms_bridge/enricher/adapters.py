@@ -64,7 +64,13 @@ class SnsAlert:
     def send(self, alert: Alert) -> None:
         subject, body = render_sns(alert)
         try:
-            self._client.publish(TopicArn=self._topic_arn, Subject=subject, Message=body)
+            # The account as a message attribute: a subscription filter policy can route per customer.
+            self._client.publish(
+                TopicArn=self._topic_arn,
+                Subject=subject,
+                Message=body,
+                MessageAttributes={"accountSid": {"DataType": "String", "StringValue": alert.account_sid}},
+            )
         except ClientError as exc:
             code = error_code(exc)
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

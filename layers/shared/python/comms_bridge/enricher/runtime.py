@@ -34,10 +34,12 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+from comms_bridge.accounts import AccountClients
 from comms_bridge.aws.clients import AwsClients
 from comms_bridge.aws.eventbridge import EventPublisher
-from comms_bridge.aws.secrets import SecretsProviderLike, credentials_refresher, load_credentials
+from comms_bridge.aws.secrets import SecretsProviderLike
 from comms_bridge.comms.client import CommsClient
+from comms_bridge.comms.credentials import CommsCredentials
 from comms_bridge.enricher.adapters import (
     DynamoDBAlertBudget,
     EventBridgeSummarySink,
@@ -77,6 +79,8 @@ MIN_RECORD_SECONDS: Final = 15.0
 """A queue record is started only with at least this much time left beyond the reading margin; otherwise it
 is reported failed untouched and the queue delivers it again (only a batch of several can run short)."""
 
+Refresh = Callable[[], CommsCredentials]
+
 Tag = Callable[[TriggerEvent], None]
 """Called with each trigger before it runs: the handler puts its ids on the log lines."""
 
@@ -88,18 +92,19 @@ class NotEnoughTime(Exception):
 class EnricherPorts(Protocol):
     """Builds the enricher's ports for one invocation, from what the container keeps."""
 
-    def errors_source(self, time_left: Callable[[], float]) -> CommsSource: ...
+    def errors_source(self, time_left: Callable[[], float], account_sid: str) -> CommsSource: ...
 
     def summary_sink(self, time_left: Callable[[], float]) -> SummarySink: ...
 
-    def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]: ...
+    def alert_targets(self, time_left: Callable[[], float], account_sid: str) -> list[AlertTarget]: ...
 
     def alert_budget(self, prefix: str) -> AlertBudget: ...
 
 
 @dataclass
 class AwsPorts:
-    """The real ports: the Comms API, EventBridge, SNS and the Slack webhook."""
+    """The real ports: the Comms API (one client per watched account), EventBridge, SNS and the Slack
+    webhooks (per account when mapped)."""
 
     settings: Settings
     options: EnricherSettings
@@ -107,8 +112,23 @@ class AwsPorts:
     sns: SNSClient | None
     secrets: SecretsProviderLike
     dynamodb: DynamoDBClient | None = None
-    comms_session: requests.Session = field(default_factory=requests.Session)
     slack_session: requests.Session = field(default_factory=requests.Session)
+    accounts: AccountClients | None = None
+
+    def __post_init__(self) -> None:
+        if self.accounts is None:
+            settings = self.settings
+
+            def build(credentials: CommsCredentials, refresh: Refresh | None) -> CommsClient:
+                return CommsClient(
+                    settings.comms_api_base_url,
+                    credentials,
+                    max_clock_skew=settings.max_clock_skew_seconds,
+                    max_response_bytes=settings.comms_max_response_bytes,
+                    refresh_credentials=refresh,
+                )
+
+            self.accounts = AccountClients(settings, build, secrets_provider=self.secrets)
 
     @classmethod
     def from_settings(cls, settings: Settings, options: EnricherSettings, aws: AwsClients) -> AwsPorts:
@@ -123,31 +143,32 @@ class AwsPorts:
             dynamodb=aws.dynamodb(),
         )
 
-    def errors_source(self, time_left: Callable[[], float]) -> CommsSource:
-        # Per invocation: the deadline is the invocation's. The secret is cached by the provider. The same
-        # client confirms the trigger (fetch_operation, the API's clock) and reads the errors.
-        return CommsClient(
-            self.settings.comms_api_base_url,
-            load_credentials(self.settings, self.secrets),
-            session=self.comms_session,
-            deadline=time_left,
-            max_clock_skew=self.settings.max_clock_skew_seconds,
-            max_response_bytes=self.settings.comms_max_response_bytes,
-            refresh_credentials=credentials_refresher(self.settings, self.secrets),
-        )
+    def errors_source(self, time_left: Callable[[], float], account_sid: str) -> CommsSource:
+        """The trigger's account's client, with this invocation's deadline. For an account the stack does
+        not watch, another account's: the enricher then refuses the trigger before any request
+        (``foreign_account``, contract §6), as it always has for a trigger about another account."""
+        assert self.accounts is not None
+        client = self.accounts.for_account(account_sid)
+        if client is None:
+            watched = self.accounts.watched
+            client = self.accounts.for_secret(watched[0] if watched else None)
+        return client.with_deadline(time_left)
 
     def summary_sink(self, time_left: Callable[[], float]) -> SummarySink:
         # EventBridge retries stop at this invocation's end (contract §6).
         return EventBridgeSummarySink(self.publisher.with_deadline(time_left))
 
-    def alert_targets(self, time_left: Callable[[], float]) -> list[AlertTarget]:
-        """SNS then Slack, each only when configured (contract §2: either may be unset)."""
+    def alert_targets(self, time_left: Callable[[], float], account_sid: str) -> list[AlertTarget]:
+        """SNS then Slack, each only when configured (contract §2: either may be unset); Slack through the
+        account's webhook (``SLACK_WEBHOOK_SECRET_ARNS_BY_ACCOUNT``), else the default one."""
         targets: list[AlertTarget] = []
         if self.sns is not None and self.settings.alert_topic_arn:
             targets.append(SnsAlert(self.sns, self.settings.alert_topic_arn))
-        if self.settings.slack_webhook_secret_arn:
+        slack_secret = self.options.slack_webhooks_by_account.get(account_sid)
+        slack_secret = slack_secret or self.settings.slack_webhook_secret_arn
+        if slack_secret:
             webhook = SlackWebhook(
-                SecretWebhookUrl(self.settings.slack_webhook_secret_arn, self.secrets),
+                SecretWebhookUrl(slack_secret, self.secrets),
                 session=self.slack_session,
                 timeout=self.options.slack_timeout_seconds,
                 time_left=time_left,
@@ -288,19 +309,21 @@ class EnricherRuntime:
             }
         return result
 
-    def enricher(self, context: LambdaContext) -> Enricher:
+    def enricher(self, context: LambdaContext, account_sid: str) -> Enricher:
+        """The enricher for a trigger about ``account_sid``: that account's client and alert targets."""
+
         def seconds_left() -> float:
             return context.get_remaining_time_in_millis() / 1000.0
 
         def reading_time_left() -> float:
             return seconds_left() - self.options.errors_safety_margin_seconds
 
-        comms = self.ports.errors_source(reading_time_left)
+        comms = self.ports.errors_source(reading_time_left, account_sid)
         return Enricher(
             comms=comms,
             errors=comms,
             sink=self.ports.summary_sink(seconds_left),
-            targets=self.ports.alert_targets(lambda: seconds_left() - SLACK_MARGIN_SECONDS),
+            targets=self.ports.alert_targets(lambda: seconds_left() - SLACK_MARGIN_SECONDS, account_sid),
             budget=self.ports.alert_budget(self.key_prefix),
             ledger=PowertoolsLedger(self.step_store, self.step_config, prefix=self.key_prefix),
             telemetry=self.telemetry,
@@ -313,7 +336,7 @@ class EnricherRuntime:
 
     def _run(self, event: dict[str, Any], trigger: TriggerEvent, context: LambdaContext) -> dict[str, Any]:
         # ``event`` is unused here: Powertools hashes it (its detail.eventKey) for the trigger's record.
-        return self.enricher(context).run(trigger)
+        return self.enricher(context, trigger.detail.account_sid).run(trigger)
 
     def _replayed(self, response: Any, idempotent_data: DataRecord) -> Any:
         # Powertools calls the hook only when it answers from a completed record instead of running

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from functools import cached_property
 from typing import Final
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from comms_bridge.settings import EnvSettings
 
@@ -25,6 +27,26 @@ DEFAULT_MAX_ALERTS_PER_OPERATION_PER_HOUR: Final = 3
 that through and stops a flood of triggers (forged, or a bug) from paging anyone a hundred times."""
 
 
+_SLACK_MAP_ITEM: Final = re.compile(
+    r"(AC[0-9a-fA-F]{32})=(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+)"
+)
+
+
+def parse_slack_map(value: str) -> dict[str, str]:
+    """``AC...=arn,AC...=arn`` (blanks around items ignored) as accountSid -> Slack webhook secret ARN."""
+    mapping: dict[str, str] = {}
+    for position, item in enumerate(value.split(","), start=1):
+        if not item.strip():
+            continue
+        match = _SLACK_MAP_ITEM.fullmatch(item.strip())
+        if match is None:
+            raise ValueError(f"item {position} is not AC<32 hex>=<Secrets Manager secret ARN>")
+        if match.group(1) in mapping:
+            raise ValueError(f"item {position} names account {match.group(1)} a second time")
+        mapping[match.group(1)] = match.group(2)
+    return mapping
+
+
 class EnricherSettings(EnvSettings):
     """The errors function's own environment, on top of :class:`comms_bridge.settings.Settings`."""
 
@@ -42,3 +64,15 @@ class EnricherSettings(EnvSettings):
     max_alerts_per_operation_per_hour: int = Field(
         default=DEFAULT_MAX_ALERTS_PER_OPERATION_PER_HOUR, ge=1, le=1000
     )
+    # Per-account Slack channels (docs/many-accounts.md); an account not named uses SLACK_WEBHOOK_SECRET_ARN.
+    slack_webhook_secret_arns_by_account: str = ""
+
+    @field_validator("slack_webhook_secret_arns_by_account")
+    @classmethod
+    def _slack_map(cls, value: str) -> str:
+        parse_slack_map(value)
+        return value
+
+    @cached_property
+    def slack_webhooks_by_account(self) -> dict[str, str]:
+        return parse_slack_map(self.slack_webhook_secret_arns_by_account)

@@ -75,17 +75,19 @@ class UnwrittenLease:
 
 
 def dry_run(
-    runtime: PollerRuntime, context: LambdaContextLike | None
+    runtime: PollerRuntime, context: LambdaContextLike | None, *, secret_arn: str | None = None
 ) -> tuple[RunSummary, list[OutgoingEvent]]:
     """One poller run with ``runtime``'s clients and configuration that writes nothing; returns its summary
-    and the events the real run would have published, in order."""
+    and the events the real run would have published, in order. ``secret_arn``: the account's secret, as
+    in the poller's event (the only watched one when None)."""
     config = runtime.config
+    comms = runtime.comms(secret_arn)
     store = ReadOnlyStateStore(
-        runtime.dynamodb, table_name=config.require_state_table(), account_sid=runtime.account_sid
+        runtime.dynamodb, table_name=config.require_state_table(), account_sid=comms.account_sid
     )
     publisher = RecordingPublisher(bus_name=config.event_bus_name, source=config.event_source)
     summary = run(
-        source=runtime.comms,
+        source=comms,
         store=store,
         lease=UnwrittenLease(store),
         sink=publisher,

@@ -91,10 +91,16 @@ class StreamConsumer:
         self.local = local or LocalClock()
 
     def process(self, records: Sequence[StreamRecord]) -> BatchOutcome:
-        outcome = BatchOutcome(records=len(records))
+        outcome = self.handle(records, BatchOutcome())
+        count_outcome(outcome, self.metrics)
+        return outcome
+
+    def handle(self, records: Sequence[StreamRecord], outcome: BatchOutcome) -> BatchOutcome:
+        """``records`` into ``outcome`` (one account's share of a batch), without counting metrics."""
+        outcome.records += len(records)
         for record in records:
             if isinstance(record, Skipped):
-                self._skip(outcome, record.sequence, record.reason, record.type, record.detail)
+                skip(outcome, record.sequence, record.reason, record.type, record.detail)
         self._record_test_events(outcome, [r for r in records if isinstance(r, SinkTestEvent)])
         events = [r for r in records if isinstance(r, OperationEvent)]
         failed_ids = self._apply(outcome, events)
@@ -102,7 +108,6 @@ class StreamConsumer:
             if event.operation_id in failed_ids:
                 outcome.failed[event.sequence] = failed_ids[event.operation_id]
         self._record_types(outcome, events)
-        self._count(outcome)
         return outcome
 
     # -- operation events --------------------------------------------------------------------------------
@@ -112,17 +117,17 @@ class StreamConsumer:
         first_sequence: dict[str, str] = {}
         for event in events:
             first_sequence.setdefault(event.operation_id, event.sequence)
-        outcome.operations = len(first_sequence)
+        outcome.operations += len(first_sequence)
         failed: dict[str, str] = {}
         observed: dict[str, Observation] = {}
         for op_id, sequence in first_sequence.items():
             try:
                 operation = self.source.fetch_operation(op_id)
             except CommsNotFound:
-                self._skip(outcome, sequence, SkipReason.UNKNOWN_OPERATION, None, "the API answered 404")
+                skip(outcome, sequence, SkipReason.UNKNOWN_OPERATION, None, "the API answered 404")
                 continue
             except CommsMalformedResponse as exc:
-                self._skip(outcome, sequence, SkipReason.MALFORMED_OPERATION, None, str(exc)[:300])
+                skip(outcome, sequence, SkipReason.MALFORMED_OPERATION, None, str(exc)[:300])
                 continue
             except CommsApiError as exc:
                 failed[op_id] = f"fetch failed: {type(exc).__name__}"
@@ -158,16 +163,6 @@ class StreamConsumer:
         return failed
 
     # -- everything else ---------------------------------------------------------------------------------
-
-    def _skip(
-        self, outcome: BatchOutcome, sequence: str, reason: SkipReason, kind: str | None, detail: str
-    ) -> None:
-        outcome.skipped[reason] = outcome.skipped.get(reason, 0) + 1
-        logger.warning(
-            "skipped an Event Streams record: %s",
-            reason.value,
-            extra={"sequenceNumber": sequence, "reason": reason.value, "type": kind, "detail": detail},
-        )
 
     def _record_test_events(self, outcome: BatchOutcome, tests: Sequence[SinkTestEvent]) -> None:
         """The latest test id of the batch is stored (a second Test invalidates the first one anyway)."""
@@ -205,21 +200,31 @@ class StreamConsumer:
         except StateStoreError as exc:
             logger.warning("could not record the event types seen: %s", exc)
 
-    def _count(self, outcome: BatchOutcome) -> None:
-        m = self.metrics
-        m.add("StreamRecords", "Count", outcome.records)
-        m.add("StreamOperationsFetched", "Count", outcome.fetched)
-        m.add("StreamRecordsSkipped", "Count", sum(outcome.skipped.values()))
-        for reason, count in outcome.skipped.items():
-            m.add(reason.metric, "Count", count)
-        m.add("StreamTestEvents", "Count", len(outcome.test_ids))
-        m.add("StreamBatchItemFailures", "Count", len(outcome.failed))
-        m.add("EventsPublished", "Count", outcome.tally.events_published)
-        m.add("PublishFailures", "Count", outcome.tally.publish_failures)
-        m.add("WriteConflicts", "Count", outcome.tally.write_conflicts)
-
     def _arrival(self) -> str:
         return format_timestamp(datetime.fromtimestamp(self.local.time(), UTC))
 
     def _expires_at(self) -> int:
         return int(self.local.time()) + EXPIRES_AFTER_SECONDS
+
+
+def skip(outcome: BatchOutcome, sequence: str, reason: SkipReason, kind: str | None, detail: str) -> None:
+    outcome.skipped[reason] = outcome.skipped.get(reason, 0) + 1
+    logger.warning(
+        "skipped an Event Streams record: %s",
+        reason.value,
+        extra={"sequenceNumber": sequence, "reason": reason.value, "type": kind, "detail": detail},
+    )
+
+
+def count_outcome(outcome: BatchOutcome, metrics: MetricsSink) -> None:
+    m = metrics
+    m.add("StreamRecords", "Count", outcome.records)
+    m.add("StreamOperationsFetched", "Count", outcome.fetched)
+    m.add("StreamRecordsSkipped", "Count", sum(outcome.skipped.values()))
+    for reason, count in outcome.skipped.items():
+        m.add(reason.metric, "Count", count)
+    m.add("StreamTestEvents", "Count", len(outcome.test_ids))
+    m.add("StreamBatchItemFailures", "Count", len(outcome.failed))
+    m.add("EventsPublished", "Count", outcome.tally.events_published)
+    m.add("PublishFailures", "Count", outcome.tally.publish_failures)
+    m.add("WriteConflicts", "Count", outcome.tally.write_conflicts)

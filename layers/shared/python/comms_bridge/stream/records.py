@@ -5,11 +5,17 @@ Kinesis sink's test event sends a string, webhook examples an object; both are r
 matter: an ``operation.*`` event (its ``data.operation_id`` says which operation to fetch; its type and
 time are hints, never published), the sink's test event (its ``test_id`` validates the sink), and
 everything else, skipped with a reason.
+
+The account a record belongs to (docs/many-accounts.md): an ``AC...`` SID in ``data.account_sid`` or
+``data.accountSid``, else the envelope's ``id`` when it is one (the sink's test event carries the account
+there), else one inside ``source`` (Twilio's resource paths name it, ``/Accounts/AC.../...``); None when
+the record names none. The stream runtime routes by it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -21,6 +27,7 @@ OPERATION_EVENT_TYPES: Final = frozenset(
     OPERATION_EVENT_PREFIX + name for name in ("scheduled", "processing", "completed")
 )
 TEST_EVENT_TYPE: Final = "com.twilio.eventstreams.test-event"
+ACCOUNT_SID: Final = re.compile(r"AC[0-9a-fA-F]{32}")
 MAX_TEST_ID_CHARS: Final = 200
 """A test id is a UUID; anything much longer is not one, and is not stored."""
 
@@ -34,6 +41,8 @@ class SkipReason(StrEnum):
     INVALID_TEST_ID = "invalid-test-id"  # a test event without a usable ``test_id``
     UNKNOWN_OPERATION = "unknown-operation"  # the API answered 404 for the id (decided after the fetch)
     MALFORMED_OPERATION = "malformed-operation"  # the API answered with an invalid operation
+    UNWATCHED_ACCOUNT = "unwatched-account"  # the record's account is not one the stack watches
+    NO_ACCOUNT = "no-account"  # the record names no account and the stack watches several
 
     @property
     def metric(self) -> str:
@@ -48,6 +57,7 @@ class OperationEvent:
     type: str
     operation_id: str
     time: str | None
+    account_sid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class SinkTestEvent:
     sequence: str
     test_id: str
     time: str | None
+    account_sid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,23 @@ def parse_record(sequence: str, data: bytes) -> StreamRecord:
         test_id = payload.get("test_id")
         if not isinstance(test_id, str) or not test_id or len(test_id) > MAX_TEST_ID_CHARS:
             return Skipped(sequence, SkipReason.INVALID_TEST_ID, kind, "no usable 'test_id'")
-        return SinkTestEvent(sequence, test_id, time)
+        return SinkTestEvent(sequence, test_id, time, account_of(envelope, payload))
     operation_id = payload.get("operation_id")
     if not isinstance(operation_id, str) or not is_operation_id(operation_id):
         return Skipped(
             sequence, SkipReason.INVALID_ID, kind, "'operation_id' is missing or not an operation id"
         )
-    return OperationEvent(sequence, kind, operation_id, time)
+    return OperationEvent(sequence, kind, operation_id, time, account_of(envelope, payload))
+
+
+def account_of(envelope: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    """The ``AC...`` SID the record names: its data's, else its ``id``, else the one in its ``source``."""
+    for value in (payload.get("account_sid"), payload.get("accountSid"), envelope.get("id")):
+        if isinstance(value, str) and ACCOUNT_SID.fullmatch(value):
+            return value
+    source = envelope.get("source")
+    found = ACCOUNT_SID.search(source) if isinstance(source, str) else None
+    return found.group(0) if found else None
 
 
 def _payload(data: Any) -> dict[str, Any] | None:

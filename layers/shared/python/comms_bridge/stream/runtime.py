@@ -8,7 +8,9 @@ failed records into the partial batch response Lambda retries from.
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -21,9 +23,18 @@ from comms_bridge.poller.ports import LambdaContextLike, MetricsSink, NullMetric
 from comms_bridge.poller.runtime import PollerRuntime
 from comms_bridge.poller.state_store import DynamoStateStore
 from comms_bridge.settings import BootstrapMode
-from comms_bridge.stream.consumer import BatchOutcome, StreamConsumer
+from comms_bridge.stream.consumer import BatchOutcome, StreamConsumer, count_outcome, skip
 from comms_bridge.stream.ledger import DynamoStreamLedger
-from comms_bridge.stream.records import Skipped, SkipReason, StreamRecord, parse_record
+from comms_bridge.stream.records import (
+    TEST_EVENT_TYPE,
+    SinkTestEvent,
+    Skipped,
+    SkipReason,
+    StreamRecord,
+    parse_record,
+)
+
+logger = logging.getLogger("comms_bridge.stream")
 
 
 class RecordNotProcessed(Exception):
@@ -63,10 +74,38 @@ def partial_response(event: dict[str, Any], outcome: BatchOutcome, context: Any)
     return dict(response)
 
 
+def route(
+    records: Sequence[StreamRecord], watched: Collection[str]
+) -> tuple[dict[str, list[StreamRecord]], list[Skipped]]:
+    """Each record to its account (``watched``: the stack's accounts). A record naming no account goes to
+    the only watched one; with several it is skipped, as is one naming an account not watched."""
+    routed: dict[str, list[StreamRecord]] = {}
+    unrouted: list[Skipped] = []
+    only = next(iter(watched)) if len(watched) == 1 else None
+    for record in records:
+        if isinstance(record, Skipped):
+            unrouted.append(record)
+            continue
+        kind = TEST_EVENT_TYPE if isinstance(record, SinkTestEvent) else record.type
+        account = record.account_sid or only
+        if account is None:
+            unrouted.append(
+                Skipped(record.sequence, SkipReason.NO_ACCOUNT, kind, "the record names no AC SID")
+            )
+        elif account not in watched:
+            unrouted.append(
+                Skipped(record.sequence, SkipReason.UNWATCHED_ACCOUNT, kind, f"account {account}")
+            )
+        else:
+            routed.setdefault(account, []).append(record)
+    return routed, unrouted
+
+
 @dataclass
 class StreamRuntime:
     poller: PollerRuntime
-    bootstrapped: bool = False  # once the poller's bootstrap is seen done, it stays done
+    # Per account: once its poller's bootstrap is seen done, it stays done.
+    bootstrapped: set[str] = field(default_factory=set)
 
     @classmethod
     def from_env(cls) -> StreamRuntime:
@@ -75,36 +114,61 @@ class StreamRuntime:
     def handle(
         self, event: dict[str, Any], context: LambdaContextLike | None, *, metrics: MetricsSink | None = None
     ) -> tuple[dict[str, Any], BatchOutcome]:
+        """Routes the batch's records by account; each account's share goes through that account's
+        client, state and ledger. An account's failure fails only its records."""
+        sink = metrics or NullMetrics()
+        accounts = self.poller.accounts.account_secrets()
+        routed, unrouted = route(parse_kinesis_records(event), accounts)
+        outcome = BatchOutcome(records=len(unrouted))
+        for skipped in unrouted:
+            skip(outcome, skipped.sequence, skipped.reason, skipped.type, skipped.detail)
+        for account, records in routed.items():
+            try:
+                self._handle_account(accounts[account], records, outcome, context)
+            except Exception as exc:  # one account's trouble fails its own records only
+                logger.exception("the account's records go back for a retry", extra={"accountSid": account})
+                for record in records:
+                    outcome.failed[record.sequence] = f"account failed: {type(exc).__name__}"
+        count_outcome(outcome, sink)
+        return partial_response(event, outcome, context), outcome
+
+    def _handle_account(
+        self,
+        secret: str,
+        records: list[StreamRecord],
+        outcome: BatchOutcome,
+        context: LambdaContextLike | None,
+    ) -> None:
         config = self.poller.config
         table = config.require_state_table()
-        account = self.poller.account_sid
+        comms = self.poller.comms(secret or None)
+        account_sid = comms.account_sid
         budget = TimeBudget(context, margin_seconds=config.safety_margin_seconds)
         # Our own DynamoDB and EventBridge retries stop at this invocation's end, as the poller's.
         time_left = lambda_time_left(context)
         store = DynamoStateStore(
             self.poller.dynamodb,
             table_name=table,
-            account_sid=account,
+            account_sid=account_sid,
             retry=Backoff().with_deadline(time_left),
         )
 
         def emits_first_sighting() -> bool:
-            if not self.bootstrapped:
+            if account_sid not in self.bootstrapped:
                 checkpoint = store.load_checkpoint()
-                self.bootstrapped = checkpoint is not None and checkpoint.bootstrapped
-            return self.bootstrapped or config.bootstrap_mode is BootstrapMode.EMIT
+                if checkpoint is not None and checkpoint.bootstrapped:
+                    self.bootstrapped.add(account_sid)
+            return account_sid in self.bootstrapped or config.bootstrap_mode is BootstrapMode.EMIT
 
-        consumer = StreamConsumer(
-            self.poller.comms.with_deadline(budget.deadline),
+        StreamConsumer(
+            comms.with_deadline(budget.deadline),
             store,
             EventPublisher(
                 self.poller.events, bus_name=config.event_bus_name, source=config.event_source
             ).with_deadline(time_left),
-            DynamoStreamLedger(self.poller.dynamodb, table_name=table, account_sid=account),
+            DynamoStreamLedger(self.poller.dynamodb, table_name=table, account_sid=account_sid),
             stall_after_seconds=config.stall_after_seconds,
             emits_first_sighting=emits_first_sighting,
-            metrics=metrics or NullMetrics(),
+            metrics=NullMetrics(),
             claim_until=budget.claim_until,
-        )
-        outcome = consumer.process(parse_kinesis_records(event))
-        return partial_response(event, outcome, context), outcome
+        ).handle(records, outcome)
