@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -43,6 +43,7 @@ from benchmarks.harness import CLOCK_START, HandlerProcess
 from benchmarks.results import RESULTS_DIR
 from benchmarks.rig import Rig, without_moto_transaction_snapshots
 from benchmarks.support import AwsFaultProxy, LocalStack
+from comms_bridge_tools.local_stack import schedules, twilio_secret_arns
 from comms_bridge_tools.moto_server import MotoServer
 from comms_sim import FaultRule, ManualClock, SimulatorServer
 from comms_sim.accounts import AccountSpec, copies
@@ -112,19 +113,26 @@ def build_accounts(plan: Plan) -> list[AccountSpec]:
 
 
 @contextmanager
-def accounts_rig(moto: MotoServer, accounts: Sequence[AccountSpec], prefix: str) -> Iterator[Rig]:
+def accounts_rig(
+    moto: MotoServer,
+    accounts: Sequence[AccountSpec],
+    prefix: str,
+    *,
+    parameters: Mapping[str, str] | None = None,
+    simulator_seed: int = 0,
+) -> Iterator[Rig]:
     """One simulator serving every account, the stack provisioned with one secret (and one schedule) per
-    account, AWS calls through the counting proxy."""
+    account, AWS calls through the counting (and fault-injecting) proxy. Shared by the fault suite."""
     clock = ManualClock(CLOCK_START)
     with ExitStack() as stack:
         proxy = AwsFaultProxy(moto.endpoint_url).start()
         stack.callback(proxy.stop)
-        simulator = SimulatorServer(accounts=accounts, clock=clock).start()
+        simulator = SimulatorServer(accounts=accounts, clock=clock, seed=simulator_seed).start()
         stack.callback(simulator.stop)
         local = LocalStack.provision(
             moto.env(),
             prefix=prefix,
-            parameters={"CommsApiBaseUrl": simulator.base_url},
+            parameters={"CommsApiBaseUrl": simulator.base_url, "TwilioSecretArn": "", **(parameters or {})},
             twilio_secrets=[{"accountSid": a.sid, "authToken": a.auth_token} for a in accounts],
         )
         yield Rig(moto=moto, proxy=proxy, stack=local, simulator=simulator, clock=clock)
@@ -137,11 +145,11 @@ def account_events(rig: Rig) -> list[tuple[str, dict[str, Any]]]:
         json.loads(rig.stack.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])[
             "accountSid"
         ]: arn
-        for arn in rig.stack.twilio_secret_arns
+        for arn in twilio_secret_arns(rig.stack)
     }
     arn_to_sid = {arn: sid for sid, arn in by_arn.items()}
     found = []
-    for schedule in rig.stack.schedules():
+    for schedule in schedules(rig.stack):
         arn = schedule.payload.get("twilioSecretArn") if isinstance(schedule.payload, dict) else None
         if schedule.function == "PollerFunction" and arn in arn_to_sid:
             found.append((arn_to_sid[arn], dict(schedule.payload)))

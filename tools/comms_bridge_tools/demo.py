@@ -437,7 +437,7 @@ def poller_schedule(aws: local_stack.LocalStack) -> tuple[str, str, Any]:
 def poller_schedules(aws: local_stack.LocalStack) -> list[local_stack.Schedule]:
     """The template's schedules as deployed here: one per watched account where the template generates
     them per secret, all at one rate (the demo ticks them together)."""
-    found = aws.schedules()
+    found = local_stack.schedules(aws)
     if not found:
         raise ValueError("template.yaml declares no schedule for a function")
     if len({schedule.expression for schedule in found}) > 1:
@@ -464,7 +464,10 @@ class DemoRun:
             except ValueError as exc:
                 raise DemoInputError(str(exc)) from None
             self.names = {op_id: owner.label for op_id, owner in self.owners.items()}
-        name = self.scenario.name if self.accounts is None else options.scenario.stem
+        if self.accounts is None:
+            name = self.scenario.name
+        else:
+            name = " + ".join(dict.fromkeys(account.scenario.name for account in self.accounts))
         self.result = DemoResult(scenario=name)
         self.result.operations = {
             op_id: OperationRecord(name=label, operation_id=op_id) for op_id, label in self.names.items()
@@ -656,7 +659,7 @@ class DemoRun:
         except ValueError as exc:
             raise DemoInputError(str(exc)) from None
         if self.accounts is not None:
-            watched = set(aws.twilio_secret_arns)
+            watched = set(local_stack.twilio_secret_arns(aws))
             named = {str(s.payload.get("twilioSecretArn")) for s in schedules if isinstance(s.payload, dict)}
             if named != watched:
                 raise DemoInputError(
@@ -736,6 +739,8 @@ class DemoRun:
     ) -> None:
         t = self.timeline
         t.title(f"comms-bridge demo: scenario '{self.result.scenario}' ({len(self.names)} operations)")
+        if self.accounts is not None:
+            t.operation_width = max(t.operation_width, *(len(label) for label in self.names.values()))
         for account in self.accounts or ():
             t.setup_line(
                 "account",
@@ -747,7 +752,14 @@ class DemoRun:
         for route in routes:
             targets = [*(f"{f} handler" for f in route.functions), *("alert topic" for _ in route.topics)]
             t.setup_line("rule", f"{route.rule} -> {', '.join(targets)}")
-        t.setup_line("schedule", f"{expression}: {ticks} polls of the poller handler")
+        if self.accounts is None:
+            t.setup_line("schedule", f"{expression}: {ticks} polls of the poller handler")
+        else:
+            t.setup_line(
+                "schedules",
+                f'{expression}, one per account ({{"twilioSecretArn": ...}}): {ticks} ticks of '
+                f"{len(self.accounts)} poller invocations",
+            )
         t.setup_line("alerts", "Slack: local webhook receiver; SNS: queue subscribed to the alert topic")
         t.blank()
 

@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -143,9 +143,6 @@ class Resolver:
         if name.startswith("AWS::"):
             return self.pseudo(name)
         if name in self.parameters:
-            kind = str(self.template.get("Parameters", {}).get(name, {}).get("Type", "String"))
-            if kind == "CommaDelimitedList" or kind.startswith("List<"):
-                return self.parameters[name].split(",")  # as CloudFormation: "" is [""]
             return self.parameters[name]
         if name in self.resource_names:
             return self.resource_names[name]
@@ -189,9 +186,6 @@ class Resolver:
             "Fn::Join": lambda arg: self.resolve(arg[0]).join(_as_string(v) for v in self.resolve(arg[1])),
             "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
             "Fn::Split": lambda arg: self.resolve(arg[1]).split(self.resolve(arg[0])),
-            # AWS::LanguageExtensions
-            "Fn::ToJsonString": lambda arg: json.dumps(self.resolve(arg), separators=(",", ":")),
-            "Fn::Length": lambda arg: len(self.resolve(arg)),
         }
 
     def _if(self, argument: list[Any]) -> Any:
@@ -220,53 +214,6 @@ class Resolver:
         return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
 
 
-_FOR_EACH: Final = "Fn::ForEach::"
-
-
-def expand_for_each(value: Any, resolve: Callable[[Any], Any]) -> Any:
-    """``Fn::ForEach`` (AWS::LanguageExtensions) expanded as CloudFormation does before the SAM transform:
-    each ``Fn::ForEach::Name: [Identifier, Collection, {Key: Fragment}]`` becomes one copy of the fragment
-    per element of the resolved collection, ``${Identifier}`` (and ``&{Identifier}``, the element with
-    its non-alphanumeric characters removed) replaced in the keys and ``Fn::Sub`` strings, and
-    ``Ref: Identifier`` replaced by the element."""
-    if isinstance(value, list):
-        return [expand_for_each(item, resolve) for item in value]
-    if not isinstance(value, dict):
-        return value
-    expanded: dict[str, Any] = {}
-    for key, item in value.items():
-        if not key.startswith(_FOR_EACH):
-            expanded[key] = expand_for_each(item, resolve)
-            continue
-        identifier, collection, fragment = item
-        for element in resolve(expand_for_each(collection, resolve)):
-            copy_ = _substitute(fragment, str(identifier), _as_string(element))
-            expanded.update(expand_for_each(copy_, resolve))
-    return expanded
-
-
-def _substitute(value: Any, identifier: str, element: str) -> Any:
-    def text(value: str) -> str:
-        plain = re.sub(r"[^A-Za-z0-9]", "", element)
-        return value.replace(f"${{{identifier}}}", element).replace(f"&{{{identifier}}}", plain)
-
-    if isinstance(value, list):
-        return [_substitute(item, identifier, element) for item in value]
-    if not isinstance(value, dict):
-        return value
-    if value == {"Ref": identifier}:
-        return element
-    substituted: dict[str, Any] = {}
-    for key, item in value.items():
-        if key == "Fn::Sub" and isinstance(item, str):
-            substituted[key] = text(item)
-        elif key == "Fn::Sub" and isinstance(item, list) and item and isinstance(item[0], str):
-            substituted[key] = [text(item[0]), *_substitute(item[1:], identifier, element)]
-        else:
-            substituted[text(key)] = _substitute(item, identifier, element)
-    return substituted
-
-
 def function_events(
     template: Mapping[str, Any], event_type: str
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -277,16 +224,6 @@ def function_events(
         for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
             if event.get("Type") == event_type:
                 yield logical_id, event_name, event.get("Properties", {})
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """One schedule of the template: what it invokes (a function's logical id), how often, with what."""
-
-    name: str  # the schedule's logical id, or the SAM function event's name
-    function: str
-    expression: str
-    payload: Any  # the event the target gets: the schedule's Input, parsed ({} without one)
 
 
 # ---------------------------------------------------------------- the local stack
@@ -344,7 +281,6 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         capture_all_events: bool = True,
         twilio_secret: Mapping[str, str] | None = None,
-        twilio_secrets: Sequence[Mapping[str, str]] | None = None,
         slack_webhook_url: str | None = None,
         rule_patterns: Mapping[str, Mapping[str, Any]] | None = None,
         template_path: str | os.PathLike[str] = TEMPLATE_PATH,
@@ -352,10 +288,7 @@ class LocalStack:
         """Create the stack's tables, bus, rules (with stand-in SQS targets), alert topic, queues and, when
         given, the secrets. ``parameters`` override the template defaults (strings, as CloudFormation takes
         them); ``rule_patterns`` replaces a rule's pattern by logical id (``ErrorsTriggerRule`` or
-        ``ErrorsFunctionErrorsTriggerRule`` both name the SAM event rule). ``twilio_secrets``: one secret
-        per watched account, their ARNs in ``TwilioSecretArns`` (``TwilioSecretArn`` left empty), as a
-        stack watching several accounts is deployed; the template's ``Fn::ForEach`` (one schedule per
-        secret) is expanded over them."""
+        ``ErrorsFunctionErrorsTriggerRule`` both name the SAM event rule)."""
         client = _clients_factory(session_or_env)
         region = client("sts").meta.region_name
         prefix = prefix or f"cb-{uuid.uuid4().hex[:10]}"
@@ -372,15 +305,6 @@ class LocalStack:
             stack.parameters["TwilioSecretArn"] = stack.create_secret(
                 "twilio", json.dumps(dict(twilio_secret))
             )
-        if twilio_secrets:
-            if "TwilioSecretArns" not in template.get("Parameters", {}):
-                raise ValueError("this template watches one account: it has no TwilioSecretArns parameter")
-            arns = [
-                stack.create_secret(f"twilio-{index + 1}", json.dumps(dict(secret)))
-                for index, secret in enumerate(twilio_secrets)
-            ]
-            stack.parameters.update(TwilioSecretArn="", TwilioSecretArns=",".join(arns))
-        stack.template = expand_for_each(template, stack.resolver().resolve)
         if slack_webhook_url is not None:
             stack.parameters["SlackWebhookSecretArn"] = stack.create_secret(
                 "slack-webhook", slack_webhook_url
@@ -435,13 +359,6 @@ class LocalStack:
             key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.prefix}/{logical_id}"))
             self.resource_names[logical_id] = key_id
             self.resource_names[f"{logical_id}.Arn"] = self._arn("kms", f"key/{key_id}")
-
-    @property
-    def twilio_secret_arns(self) -> list[str]:
-        """Every watched account's secret: ``TwilioSecretArn`` and the ``TwilioSecretArns`` list."""
-        arns = [self.parameters.get("TwilioSecretArn", "")]
-        arns += self.parameters.get("TwilioSecretArns", "").split(",")
-        return list(dict.fromkeys(arn for arn in arns if arn))
 
     def create_secret(self, suffix: str, value: str) -> str:
         """A secret named under the stack's prefix; its ARN is what a secret ARN parameter takes."""
@@ -631,36 +548,6 @@ class LocalStack:
         """Stands in for ErrorsQueue as the target of StalledAlertRule."""
         return self.rule_queue_urls["StalledAlertRule"]
 
-    def schedules(self) -> list[Schedule]:
-        """Every schedule that invokes one of the stack's functions: EventBridge Scheduler schedules
-        (``AWS::Scheduler::Schedule``, ``Fn::ForEach`` expanded: one per watched account) and SAM
-        ``ScheduleV2``/``Schedule`` function events, in template order. Only the target, the expression
-        and the input are resolved (roles and groups have no local value)."""
-        resolver = self.resolver()
-        by_arn = {
-            self.resource_names[f"{logical_id}.Arn"]: logical_id
-            for logical_id, _ in self._resources("AWS::Serverless::Function")
-        }
-        found: list[Schedule] = []
-        for logical_id, props in self._resources("AWS::Scheduler::Schedule"):
-            target = props.get("Target", {})
-            function = by_arn.get(str(resolver.resolve(target.get("Arn"))))
-            if function is not None:
-                expression = str(resolver.resolve(props.get("ScheduleExpression")))
-                found.append(
-                    Schedule(
-                        logical_id, function, expression, _payload(resolver.resolve(target.get("Input")))
-                    )
-                )
-        for event_type in ("ScheduleV2", "Schedule"):
-            for function, event_name, event in function_events(self.template, event_type):
-                resolved = resolver.resolve(
-                    {k: v for k, v in event.items() if k in ("ScheduleExpression", "Schedule", "Input")}
-                )
-                expression = str(resolved.get("ScheduleExpression") or resolved.get("Schedule"))
-                found.append(Schedule(event_name, function, expression, _payload(resolved.get("Input"))))
-        return found
-
     def function_properties(self, function_logical_id: str, keys: Iterable[str]) -> dict[str, Any]:
         """Some of a function's properties as the template sets them here (Globals merged, conditions
         applied, a property that resolves to ``AWS::NoValue`` left out). Only the keys asked for: roles and
@@ -726,6 +613,50 @@ class LocalStack:
         )
         if response.get("FailedEntryCount"):
             raise RuntimeError(f"put_events failed: {response['Entries']}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One schedule of the template: what it invokes (a function's logical id), how often, with what."""
+
+    name: str  # the schedule's logical id, or the SAM function event's name
+    function: str
+    expression: str
+    payload: Any  # the event the target gets: the schedule's Input, parsed ({} without one)
+
+
+def schedules(stack: LocalStack) -> list[Schedule]:
+    """Every schedule that invokes one of the stack's functions: EventBridge Scheduler schedules
+    (``AWS::Scheduler::Schedule``, ``Fn::ForEach`` expanded: one per watched account) and SAM
+    ``ScheduleV2``/``Schedule`` function events, in template order. Only the target, the expression and
+    the input are resolved (roles and groups need no local value)."""
+    resolver = stack.resolver()
+    by_arn = {
+        stack.resource_names[f"{logical_id}.Arn"]: logical_id
+        for logical_id, _ in stack._resources("AWS::Serverless::Function")
+    }
+    found: list[Schedule] = []
+    for logical_id, props in stack._resources("AWS::Scheduler::Schedule"):
+        target = props.get("Target", {})
+        function = by_arn.get(str(resolver.resolve(target.get("Arn"))))
+        if function is not None:
+            expression = str(resolver.resolve(props.get("ScheduleExpression")))
+            payload = _payload(resolver.resolve(target.get("Input")))
+            found.append(Schedule(logical_id, function, expression, payload))
+    for event_type in ("ScheduleV2", "Schedule"):
+        for function, event_name, event in function_events(stack.template, event_type):
+            wanted = {k: v for k, v in event.items() if k in ("ScheduleExpression", "Schedule", "Input")}
+            resolved = resolver.resolve(wanted)
+            expression = str(resolved.get("ScheduleExpression") or resolved.get("Schedule"))
+            found.append(Schedule(event_name, function, expression, _payload(resolved.get("Input"))))
+    return found
+
+
+def twilio_secret_arns(stack: LocalStack) -> list[str]:
+    """Every watched account's secret: ``TwilioSecretArn`` and the ``TwilioSecretArns`` list, in order."""
+    arns = [stack.parameters.get("TwilioSecretArn", "")]
+    arns += stack.parameters.get("TwilioSecretArns", "").split(",")
+    return list(dict.fromkeys(arn.strip() for arn in arns if arn.strip()))
 
 
 def _payload(raw_input: Any) -> Any:

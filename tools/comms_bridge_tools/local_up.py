@@ -64,7 +64,8 @@ def provision(
         return local_stack.LocalStack.provision(
             session_or_env,
             prefix=prefix,
-            parameters={"CommsApiBaseUrl": api_base_url, **(parameters or {})},
+            # Every account in the list; TwilioSecretArn (the single-account form) stays empty.
+            parameters={"CommsApiBaseUrl": api_base_url, "TwilioSecretArn": "", **(parameters or {})},
             twilio_secrets=accounts,
             slack_webhook_url=slack_webhook_url,
         )
@@ -98,7 +99,7 @@ def export_lines(
     aws_env: Mapping[str, str], stack: local_stack.LocalStack, *, api_base_url: str
 ) -> list[str]:
     """What to paste into a shell: the AWS SDK pointed at moto, the CLI at the simulator and the stack."""
-    arns = stack.twilio_secret_arns
+    arns = local_stack.twilio_secret_arns(stack)
     secrets = {"TWILIO_SECRET_ARN": arns[0]} if len(arns) == 1 else {"TWILIO_SECRET_ARNS": ",".join(arns)}
     values = {
         **aws_env,
