@@ -65,7 +65,7 @@ DOCS_PAGE: Final = Path(__file__).resolve().parents[1] / "docs" / "many-accounts
 class Plan:
     accounts: int = 50
     operations: int = 2_000
-    rounds: int = 12  # measured runs per account after the bootstrap
+    rounds: int = 6  # measured runs per account after the bootstrap
     workers: int = 4
     changes_per_minute: float = 20.0  # per account
     seed: int = SEED
@@ -342,9 +342,11 @@ def measure(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
         moto = MotoServer().start()
         try:
             base = run_experiment(moto, accounts, plan, name="no-fault", fault=None, progress=progress)
-            unauthorized = run_experiment(moto, accounts, plan, name="401", fault="401", progress=progress)
-            storm = run_experiment(moto, accounts, plan, name="429", fault="429", progress=progress)
             single = run_experiment(moto, accounts[:1], plan, name="single", fault=None, progress=progress)
+            progress(f"requests: {requests_verdict(base, single, accounts[0].sid)}")
+            unauthorized = run_experiment(moto, accounts, plan, name="401", fault="401", progress=progress)
+            progress(f"isolation: {isolation_verdict(base, unauthorized)}")
+            storm = run_experiment(moto, accounts, plan, name="429", fault="429", progress=progress)
         finally:
             moto.stop()
     return {

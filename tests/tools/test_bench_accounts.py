@@ -116,8 +116,9 @@ def test_a_401_account_costs_the_other_nothing_and_crosses_nothing(moto_server: 
     base = run_experiment(moto_server, accounts, plan, name="t-base", fault=None, progress=lambda _: None)
     faulted = run_experiment(moto_server, accounts, plan, name="t-401", fault="401", progress=lambda _: None)
     healthy = accounts[1].sid
-    # The faulted account is the first; from the first steady round on, its every request is refused.
-    assert [r.statuses[accounts[0].sid] for r in faulted.rounds] == ["complete", "failed", "failed"]
+    # The faulted account is the first; from the first steady round on, its every request is refused and
+    # its runs fail (the handler raises: nothing polled, nothing moved).
+    assert [r.statuses[accounts[0].sid] for r in faulted.rounds] == ["complete", "error", "error"]
     assert all(r.statuses[healthy] == "complete" for r in base.rounds + faulted.rounds)
     # Both accounts play the same window: the same requests, run by run, with and without the fault.
     assert [r.requests[healthy] for r in faulted.rounds] == [r.requests[healthy] for r in base.rounds]
