@@ -38,35 +38,20 @@ def handle_control(
         return 400, {"error": "the body is not JSON"}
     route = (method, path)
     params = {name: values[-1] for name, values in parse_qs(query).items()}
-    account = params.get("account")
-    if account is not None:
-        try:
-            sim.account(account)
-        except KeyError:
-            return 404, {"error": f"no account {account!r} in this simulator"}
+    account = _account(sim, params.get("account"))
+    if account == "":
+        return 404, {"error": f"no account {params.get('account')!r} in this simulator"}
     if route == ("GET", "/_sim/state"):
         return 200, _state(sim)
     if route == ("POST", "/_sim/clock"):
-        if not isinstance(sim.clock, ManualClock):
-            return 409, {"error": f"the simulator runs on {sim.clock!r}; start it with --manual"}
-        if not isinstance(payload, dict) or not ({"advance", "set"} & set(payload)):
-            return 400, {"error": 'send {"advance": seconds} or {"set": "RFC 3339"}'}
-        try:
-            if "set" in payload:
-                sim.clock.set(parse_rfc3339(str(payload["set"])))
-            if "advance" in payload:
-                sim.clock.advance(float(payload["advance"]))
-        except (TypeError, ValueError) as exc:
-            return 400, {"error": str(exc)}
-        return 200, _state(sim)
+        return _clock(sim, payload)
     if route == ("POST", "/_sim/faults"):
         if not isinstance(payload, dict) or set(payload) - _RULE_FIELDS:
             return 400, {"error": f"a fault rule has the fields {sorted(_RULE_FIELDS)}"}
         if payload.get("account") is not None:
-            try:
-                payload["account"] = sim.account(str(payload["account"])).sid
-            except KeyError:
-                return 404, {"error": f"no account {payload['account']!r} in this simulator"}
+            payload["account"] = _account(sim, str(payload["account"]))
+            if not payload["account"]:
+                return 404, {"error": "no such account in this simulator"}
         try:
             rule = sim.faults.add(FaultRule(**payload))
         except (TypeError, ValueError) as exc:
@@ -75,7 +60,7 @@ def handle_control(
     if route == ("GET", "/_sim/faults"):
         return 200, [asdict(rule) for rule in sim.faults]
     if route == ("DELETE", "/_sim/faults"):
-        removed = sim.faults.clear(None if account is None else sim.account(account).sid)
+        removed = sim.faults.clear(account)
         return 200, {"faults": len(sim.faults), "removed": removed}
     if route == ("POST", "/_sim/reset-log"):
         sim.reset_log()
@@ -94,6 +79,31 @@ def handle_control(
             for entry in sim.history_between(since, until, account=account)
         ]  # fmt: skip
     return 404, {"error": f"no control route {method} {path}"}
+
+
+def _clock(sim: SimulatorServer, payload: Any) -> tuple[int, dict[str, Any]]:
+    if not isinstance(sim.clock, ManualClock):
+        return 409, {"error": f"the simulator runs on {sim.clock!r}; start it with --manual"}
+    if not isinstance(payload, dict) or not ({"advance", "set"} & set(payload)):
+        return 400, {"error": 'send {"advance": seconds} or {"set": "RFC 3339"}'}
+    try:
+        if "set" in payload:
+            sim.clock.set(parse_rfc3339(str(payload["set"])))
+        if "advance" in payload:
+            sim.clock.advance(float(payload["advance"]))
+    except (TypeError, ValueError) as exc:
+        return 400, {"error": str(exc)}
+    return 200, _state(sim)
+
+
+def _account(sim: SimulatorServer, given: str | None) -> str | None:
+    """The SID of the account ``given`` names (its SID or name); None: none given; "": an unknown one."""
+    if given is None:
+        return None
+    try:
+        return sim.account(given).sid
+    except KeyError:
+        return ""
 
 
 def _state(sim: SimulatorServer) -> dict[str, Any]:

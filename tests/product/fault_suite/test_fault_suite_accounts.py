@@ -176,6 +176,47 @@ def _crossed_state(items: list[dict[str, Any]], owners: dict[str, str]) -> tuple
     return crossed, kinds
 
 
+def _crossing(events: list[dict[str, Any]], owners: dict[str, str]) -> tuple[list[str], set[str]]:
+    """Events whose accountSid is not their operation's account; eventKeys published for two accounts."""
+    crossed = [
+        f"{e['detail']['operationId']}: accountSid {e['detail'].get('accountSid')}"
+        for e in events
+        if owners.get(str(e["detail"]["operationId"])) != e["detail"].get("accountSid")
+    ]
+    keys_by_account: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        keys_by_account[str(event["detail"].get("accountSid"))].add(str(event["detail"]["eventKey"]))
+    accounts = list(keys_by_account)
+    shared = {
+        key
+        for i, a in enumerate(accounts)
+        for b in accounts[i + 1 :]
+        for key in keys_by_account[a] & keys_by_account[b]
+    }
+    return crossed, shared
+
+
+def _verdicts(
+    accounts: list[AccountSpec], events: list[dict[str, Any]], truths: dict[str, list[TrueVersion]], log: Log
+) -> dict[str, Any]:
+    """Each account's events judged against its own ground truth and its own quiet runs."""
+    verdicts = {}
+    for spec in accounts:
+        mine = [
+            Published(e["detail-type"], e["detail"])
+            for e in events
+            if e["detail"].get("accountSid") == spec.sid
+        ]
+        verdicts[spec.name] = check(
+            truths[spec.sid],
+            mine,
+            bootstrap_time=log.bootstrap[spec.sid],
+            quiet_times=log.quiet[spec.sid],
+            stall_after_seconds=STALL_MINUTES * 60,
+        )
+    return verdicts
+
+
 @pytest.mark.timeout(max(300, 150 + RUNS * ACCOUNTS * 4))
 def test_fault_suite_across_accounts(
     moto_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -205,29 +246,8 @@ def test_fault_suite_across_accounts(
 
     log = suite.log
     events = [e for e in log.published if e["detail-type"] in POLLER_DETAIL_TYPES]
-    crossed = [
-        f"{e['detail']['operationId']}: accountSid {e['detail'].get('accountSid')}"
-        for e in events
-        if owners.get(str(e["detail"]["operationId"])) != e["detail"].get("accountSid")
-    ]
-    keys_by_account: dict[str, set[str]] = defaultdict(set)
-    for event in events:
-        keys_by_account[str(event["detail"].get("accountSid"))].add(str(event["detail"]["eventKey"]))
-    shared_keys = set.intersection(*keys_by_account.values()) if len(keys_by_account) > 1 else set()
-    verdicts = {}
-    for spec in accounts:
-        mine = [
-            Published(e["detail-type"], e["detail"])
-            for e in events
-            if e["detail"].get("accountSid") == spec.sid
-        ]
-        verdicts[spec.name] = check(
-            truths[spec.sid],
-            mine,
-            bootstrap_time=log.bootstrap[spec.sid],
-            quiet_times=log.quiet[spec.sid],
-            stall_after_seconds=STALL_MINUTES * 60,
-        )
+    crossed, shared_keys = _crossing(events, owners)
+    verdicts = _verdicts(accounts, events, truths, log)
     report = [
         f"fault suite across {ACCOUNTS} accounts: seed {SEED}, {RUNS} runs + bootstrap + {DRAIN_RUNS} drain, "
         f"{time.perf_counter() - started:.0f} s",
@@ -237,9 +257,9 @@ def test_fault_suite_across_accounts(
         f"{len(shared_keys)}; state items per kind and account {dict(sorted(state_kinds.items()))}; "
         f"state items keyed by the wrong account {len(crossed_state)}",
         *(
-            f"{name} ({len(log.quiet[spec.sid])} quiet runs): "
-            + "; ".join(f"{k}: {v}" for k, v in sorted(verdicts[name].counts.items()))
-            for name, spec in zip(verdicts, accounts, strict=True)
+            f"{spec.name} ({len(log.quiet[spec.sid])} quiet runs): "
+            + "; ".join(f"{k}: {v}" for k, v in sorted(verdicts[spec.name].counts.items()))
+            for spec in accounts
         ),
     ]
     with capsys.disabled():
