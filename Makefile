@@ -12,6 +12,9 @@ UV_VERSION := 0.13.8
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION := 3.3.30
+# The template's Fn::ForEach (one poller schedule per account) needs SAM CLI's local AWS::LanguageExtensions
+# expansion, which it runs only when asked (docs/many-accounts.md).
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 PY_SOURCES := layers/shared/python/comms_bridge simulator/comms_sim tools/comms_bridge_tools functions benchmarks
 
 .PHONY: help setup test lint typecheck cfn-lint checkov unit docs demo local bench build deploy delete lock clean

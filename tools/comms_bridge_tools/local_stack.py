@@ -13,6 +13,7 @@ the rule matched, and the demo hands those events to the handler.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -91,6 +92,60 @@ def _parse_template(path: str, mtime_ns: int) -> dict[str, Any]:
     return loaded
 
 
+FOR_EACH_PREFIX: Final = "Fn::ForEach::"
+
+
+def expand_for_each(template: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The template with its ``Fn::ForEach`` loops in Resources expanded as ``AWS::LanguageExtensions``
+    expands them before the SAM transform: the collection is a literal list or a ``Ref`` to a
+    CommaDelimitedList parameter (a string here, split on commas; empty gives one empty item, as in
+    CloudFormation); in the output key ``&{Id}`` is the item's letters and digits only and ``${Id}`` the item;
+    in the body ``Ref: Id`` and ``${Id}`` inside ``Fn::Sub`` are the item. A repeated logical id is an error,
+    as in CloudFormation."""
+    expanded = copy.deepcopy(dict(template))
+    resources: dict[str, Any] = {}
+    for key, value in template.get("Resources", {}).items():
+        if not key.startswith(FOR_EACH_PREFIX):
+            resources[key] = copy.deepcopy(value)
+            continue
+        identifier, collection, outputs = value
+        for item in _for_each_items(collection, parameters):
+            for key_template, body in outputs.items():
+                logical_id = key_template.replace(
+                    f"&{{{identifier}}}", re.sub(r"[^A-Za-z0-9]", "", item)
+                ).replace(f"${{{identifier}}}", item)
+                if logical_id in resources:
+                    raise ValueError(f"{key}: logical id {logical_id} is generated twice")
+                resources[logical_id] = _substitute_item(copy.deepcopy(body), identifier, item)
+    expanded["Resources"] = resources
+    return expanded
+
+
+def _for_each_items(collection: Any, parameters: Mapping[str, str]) -> list[str]:
+    if isinstance(collection, dict) and set(collection) == {"Ref"}:
+        return [item.strip() for item in parameters[collection["Ref"]].split(",")]
+    if isinstance(collection, list):
+        return [_as_string(item) for item in collection]
+    raise ValueError(f"Fn::ForEach collection not supported locally: {collection!r}")
+
+
+def _substitute_item(value: Any, identifier: str, item: str) -> Any:
+    if isinstance(value, list):
+        return [_substitute_item(v, identifier, item) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value == {"Ref": identifier}:
+        return item
+    if set(value) == {"Fn::Sub"}:
+        argument = value["Fn::Sub"]
+        text = argument[0] if isinstance(argument, list) else argument
+        replaced = text.replace(f"${{{identifier}}}", item)
+        if isinstance(argument, list):
+            return {"Fn::Sub": [replaced, _substitute_item(argument[1], identifier, item)]}
+        return {"Fn::Sub": replaced}
+    return {key: _substitute_item(v, identifier, item) for key, v in value.items()}
+
+
 def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
     """Each parameter's default as CloudFormation passes it: a string."""
     return {
@@ -143,6 +198,9 @@ class Resolver:
         if name.startswith("AWS::"):
             return self.pseudo(name)
         if name in self.parameters:
+            spec = self.template.get("Parameters", {}).get(name, {})
+            if spec.get("Type") == "CommaDelimitedList":  # a list, as CloudFormation passes it
+                return [item.strip() for item in self.parameters[name].split(",")]
             return self.parameters[name]
         if name in self.resource_names:
             return self.resource_names[name]
@@ -281,13 +339,15 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         capture_all_events: bool = True,
         twilio_secret: Mapping[str, str] | None = None,
+        twilio_secrets: Iterable[Mapping[str, str]] = (),
         slack_webhook_url: str | None = None,
         rule_patterns: Mapping[str, Mapping[str, Any]] | None = None,
         template_path: str | os.PathLike[str] = TEMPLATE_PATH,
     ) -> LocalStack:
-        """Create the stack's tables, bus, rules (with stand-in SQS targets), alert topic, queues and, when
-        given, the secrets. ``parameters`` override the template defaults (strings, as CloudFormation takes
-        them); ``rule_patterns`` replaces a rule's pattern by logical id (``ErrorsTriggerRule`` or
+        """Create the stack's tables, bus, rules (with stand-in SQS targets), alert topic, queues, schedules
+        and, when given, the secrets (``twilio_secrets``: one per account, listed in TwilioSecretArns).
+        ``parameters`` override the template defaults (strings, as CloudFormation takes them);
+        ``rule_patterns`` replaces a rule's pattern by logical id (``ErrorsTriggerRule`` or
         ``ErrorsFunctionErrorsTriggerRule`` both name the SAM event rule)."""
         client = _clients_factory(session_or_env)
         region = client("sts").meta.region_name
@@ -305,10 +365,18 @@ class LocalStack:
             stack.parameters["TwilioSecretArn"] = stack.create_secret(
                 "twilio", json.dumps(dict(twilio_secret))
             )
+        accounts = [
+            stack.create_secret(f"twilio-{n}", json.dumps(dict(secret)))
+            for n, secret in enumerate(twilio_secrets, start=1)
+        ]
+        if accounts:
+            stack.parameters["TwilioSecretArns"] = ",".join(accounts)
         if slack_webhook_url is not None:
             stack.parameters["SlackWebhookSecretArn"] = stack.create_secret(
                 "slack-webhook", slack_webhook_url
             )
+        # What AWS::LanguageExtensions does first: the per-account schedules, for these parameter values.
+        stack.template = expand_for_each(template, stack.parameters)
         stack._name_functions_and_layer()
         stack._create_tables()
         stack._create_queues()
@@ -316,6 +384,7 @@ class LocalStack:
         stack._create_topic()
         stack._create_bus()
         stack._create_rules(rule_patterns or {})
+        stack._create_schedules()
         if capture_all_events:
             stack._create_capture_rule()
         return stack
@@ -355,6 +424,8 @@ class LocalStack:
             name = self.resolver().resolve(props["LogGroupName"])
             self.resource_names[logical_id] = name
             self.resource_names[f"{logical_id}.Arn"] = self._arn("logs", f"log-group:{name}:*")
+        for logical_id, _ in self._resources("AWS::IAM::Role"):
+            self.resource_names[f"{logical_id}.Arn"] = self._arn("iam", f"role/{self.prefix}-{logical_id}")
         for logical_id, _ in self._resources("AWS::KMS::Key"):
             key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.prefix}/{logical_id}"))
             self.resource_names[logical_id] = key_id
@@ -440,6 +511,40 @@ class LocalStack:
             self.alert_queue_url, queue_arn = self._new_queue(f"{self.prefix}-AlertTopic-subscription")
             sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
         return arn
+
+    def _create_schedules(self) -> None:
+        """The schedule group and each schedule, with its target's input (each account's secret)."""
+        scheduler = self.client("scheduler")
+        for logical_id, declared in self._resources("AWS::Scheduler::ScheduleGroup"):
+            name = self.resolver().resolve(declared["Name"])
+            scheduler.create_schedule_group(Name=name)
+            self.resource_names[logical_id] = name
+        for logical_id, declared in self._resources("AWS::Scheduler::Schedule"):
+            props = self.resolver().resolve(declared)
+            # CloudFormation names a schedule without Name: <stack>-<logical id, cut>-<unique suffix>, at
+            # most 64 characters.
+            suffix = hashlib.sha256(logical_id.encode()).hexdigest()[:12]
+            name = props.get("Name") or f"{self.prefix}-{logical_id}"[:50] + f"-{suffix}"
+            scheduler.create_schedule(
+                Name=name,
+                GroupName=props["GroupName"],
+                ScheduleExpression=props["ScheduleExpression"],
+                FlexibleTimeWindow=props["FlexibleTimeWindow"],
+                Target=props["Target"],
+                Description=props.get("Description", ""),
+            )
+            self.resource_names[logical_id] = name
+
+    def schedule_inputs(self) -> dict[str, dict[str, Any]]:
+        """Schedule name -> the event its target invokes the poller with, as moto holds them."""
+        scheduler = self.client("scheduler")
+        inputs: dict[str, dict[str, Any]] = {}
+        for logical_id, _ in self._resources("AWS::Scheduler::Schedule"):
+            name = self.resource_names[logical_id]
+            group = self.resolver().resolve(self.template["Resources"][logical_id]["Properties"]["GroupName"])
+            schedule = scheduler.get_schedule(Name=name, GroupName=group)
+            inputs[name] = json.loads(schedule["Target"]["Input"])
+        return inputs
 
     def _create_bus(self) -> None:
         events = self.client("events")
@@ -595,7 +700,11 @@ class LocalStack:
     def drain_alerts(self, wait: float = 1.0) -> list[dict[str, Any]]:
         """SNS messages published to the alert topic: ``{"Subject": ..., "Message": ...}`` each."""
         return [
-            {"Subject": envelope.get("Subject"), "Message": envelope.get("Message")}
+            {
+                "Subject": envelope.get("Subject"),
+                "Message": envelope.get("Message"),
+                "MessageAttributes": envelope.get("MessageAttributes", {}),
+            }
             for envelope in self.drain(self.alert_queue_url, wait)
         ]
 

@@ -80,7 +80,20 @@ NEEDED: dict[str, tuple[str, ...]] = {
     "AWS::Events::Rule": ("events:PutRule", "events:DeleteRule", "events:PutTargets", "events:RemoveTargets"),
     "AWS::EventSchemas::Registry": ("schemas:CreateRegistry", "schemas:DeleteRegistry"),
     "AWS::EventSchemas::Schema": ("schemas:CreateSchema", "schemas:DeleteSchema", "schemas:UpdateSchema"),
-    "AWS::Scheduler::Schedule": ("scheduler:CreateSchedule", "scheduler:DeleteSchedule", "iam:PassRole"),
+    "AWS::Scheduler::Schedule": (
+        "scheduler:CreateSchedule",
+        "scheduler:GetSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "iam:PassRole",
+    ),
+    "AWS::Scheduler::ScheduleGroup": (
+        "scheduler:CreateScheduleGroup",
+        "scheduler:GetScheduleGroup",
+        "scheduler:DeleteScheduleGroup",
+        "scheduler:TagResource",
+        "scheduler:ListTagsForResource",
+    ),
     "AWS::SNS::Topic": ("sns:CreateTopic", "sns:DeleteTopic", "sns:SetTopicAttributes"),
     "AWS::SNS::Subscription": ("sns:Subscribe", "sns:Unsubscribe"),
     "AWS::SNS::TopicPolicy": ("sns:SetTopicAttributes",),
@@ -108,13 +121,21 @@ def _actions() -> list[str]:
 
 
 def test_the_deploy_policy_covers_every_resource_type_of_the_template() -> None:
-    output = _sam_transform({**parameter_defaults(load_template()), **EVERYTHING_ON, "EventBusName": ""})
+    accounts = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms/b-AbCdEf"
+    parameters = {**parameter_defaults(load_template()), **EVERYTHING_ON, "TwilioSecretArns": accounts}
+    output = _sam_transform({**parameters, "EventBusName": ""})
     types = {resource["Type"] for resource in output["Resources"].values()}
     assert types <= NEEDED.keys(), f"add what deploying {sorted(types - NEEDED.keys())} needs"
     granted = set(_actions())
     for resource_type in sorted(types | {"(sam deploy)"}):
         missing = [action for action in NEEDED[resource_type] if action not in granted]
         assert not missing, f"{resource_type}: {missing}"
+
+
+def test_the_deploy_policy_may_run_every_transform_of_the_template() -> None:
+    (stack,) = [s for s in _policy()["Statement"] if s["Sid"] == "CloudFormationStack"]
+    for name in load_template()["Transform"]:
+        assert f"arn:aws:cloudformation:*:aws:transform/{name.removeprefix('AWS::')}" in stack["Resource"]
 
 
 def test_the_deploy_policy_is_well_formed_and_its_count_is_documented() -> None:

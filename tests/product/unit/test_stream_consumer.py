@@ -67,7 +67,10 @@ def test_each_record_kind_is_told_apart() -> None:
         "2", "com.twilio.comms-api.operation.completed", OP1, "2024-06-20T10:00:00Z"
     )
     assert parse_record("3", sink_test("95001c1e-aaaa")) == SinkTestEvent(
-        "3", "95001c1e-aaaa", "2024-06-20T10:00:00Z", ACCOUNT_SID  # the test event's id is the account
+        "3",
+        "95001c1e-aaaa",
+        "2024-06-20T10:00:00Z",
+        ACCOUNT_SID,  # the test event's id is the account
     )
     other = cloud_event(
         "com.twilio.messaging.message.sent", {"x": 1}, time="t", event_id="e", data_as_string=False

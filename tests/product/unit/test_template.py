@@ -18,7 +18,13 @@ from samtranslator.yaml_helper import yaml_parse  # type: ignore[import-untyped]
 from comms_bridge.enricher.settings import EnricherSettings
 from comms_bridge.poller.config import PollerConfig
 from comms_bridge.settings import Settings
-from comms_bridge_tools.local_stack import TEMPLATE_PATH, Resolver, load_template, parameter_defaults
+from comms_bridge_tools.local_stack import (
+    TEMPLATE_PATH,
+    Resolver,
+    expand_for_each,
+    load_template,
+    parameter_defaults,
+)
 from comms_bridge_tools.sync_template_schemas import REGISTERED, SCHEMA_DIR, synced
 
 TWILIO_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms-bridge/twilio-AbCdEf"
@@ -68,7 +74,8 @@ class _NoManagedPolicies:
 
 
 def _sam_transform(parameters: dict[str, str]) -> dict[str, Any]:
-    document = yaml_parse(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    # What AWS::LanguageExtensions does before the SAM transform: the per-account schedules.
+    document = expand_for_each(yaml_parse(TEMPLATE_PATH.read_text(encoding="utf-8")), parameters)
     # What `sam package` does: code locations become S3 URIs.
     for resource in document["Resources"].values():
         props = resource.get("Properties", {})
@@ -138,7 +145,11 @@ def test_contract_parameters_and_defaults() -> None:
             "TwilioSecretArn": None,
         }.items()
     )
-    assert "Default" not in parameters["TwilioSecretArn"], "the secret must be chosen at deploy time"
+    # The secret is chosen at deploy time: empty only with TwilioSecretArns (the rule refuses neither).
+    assert parameters["TwilioSecretArn"]["Default"] == ""
+    assert parameters["TwilioSecretArns"]["Type"] == "CommaDelimitedList"
+    assert parameters["TwilioSecretArns"]["Default"] == ""
+    assert "TwilioSecretsNeedAtLeastOne" in load_template()["Rules"]
     assert parameters["StallAfterMinutes"]["Type"] == "Number"
     # The thresholds are strings whose pattern admits only JSON numbers EventBridge can match on.
     for name in ("FailedCountThreshold", "FailedRateThreshold"):
@@ -310,7 +321,7 @@ def test_schedule_period_is_derived_from_the_expression(expression: str) -> None
     (lag_widget,) = [
         widget["properties"]
         for widget in json.loads(dashboard["DashboardBody"])["widgets"]
-        if widget["properties"]["title"].startswith("Checkpoint lag")
+        if widget["type"] == "metric" and widget["properties"]["title"].startswith("Checkpoint lag")
     ]
     assert lag_widget["period"] == period
     assert lag_widget["metrics"][1][0]["expression"] == f"lag / {period}"
@@ -677,7 +688,7 @@ def test_dashboard_shows_every_metric(default_stack: tuple[dict[str, Any], Resol
     shown = {
         item
         for widget in body["widgets"]
-        for row in widget["properties"]["metrics"]
+        for row in widget["properties"].get("metrics", [])
         for item in row
         if isinstance(item, str)
     }
@@ -828,6 +839,7 @@ def test_every_checkov_skip_names_its_reason() -> None:
     skips = [
         (logical_id, skip)
         for logical_id, resource in load_template()["Resources"].items()
+        if isinstance(resource, dict)  # not an Fn::ForEach loop
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
     ]
     assert skips

@@ -1,0 +1,197 @@
+"""Many accounts in the template (issue 16): one schedule per watched secret in the stack's own schedule
+group (``Fn::ForEach`` over ``TwilioSecretArns``, expanded the way ``AWS::LanguageExtensions`` expands it,
+then the SAM transform), every function reading every watched secret, the per-account Slack map, the
+dashboard's per-account views and the lag alarm on the worst account."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from comms_bridge_tools.local_stack import Resolver, expand_for_each, load_template, parameter_defaults
+from tests.product.unit.test_template import (
+    EVENT_STREAMS,
+    SLACK_SECRET,
+    _Placeholders,
+    _resources,
+    _sam_transform,
+    _statements,
+)
+
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms/{}-AbCdEf"
+ACME, GLOBEX, INITECH = (SECRET.format(name) for name in ("acme", "globex", "initech"))
+ACCOUNT_A = "AC" + "a" * 32
+ACCOUNT_B = "AC" + "b" * 32
+SLACK_A = "arn:aws:secretsmanager:us-east-1:123456789012:secret:slack/acme-AbCdEf"
+
+
+def deployed(**overrides: str) -> tuple[dict[str, Any], Resolver]:
+    parameters = {**parameter_defaults(load_template()), **EVENT_STREAMS, **overrides}
+    output = _sam_transform(parameters)
+    return output, Resolver(template=output, parameters=parameters, resource_names=_Placeholders())
+
+
+def schedules(output: dict[str, Any], resolver: Resolver) -> dict[str, dict[str, Any]]:
+    return _resources(output, resolver, "AWS::Scheduler::Schedule")
+
+
+def test_one_schedule_per_watched_secret_in_the_stacks_group() -> None:
+    output, resolver = deployed(TwilioSecretArn=ACME, TwilioSecretArns=f"{GLOBEX},{INITECH}")
+    found = schedules(output, resolver)
+    assert {json.loads(s["Target"]["Input"])["twilioSecretArn"] for s in found.values()} == {
+        ACME,
+        GLOBEX,
+        INITECH,
+    }
+    # The single secret keeps the schedule SAM made for it (same logical id); the list's are named after
+    # their ARN's letters and digits (what &{} keeps).
+    assert set(found) == {
+        "PollerFunctionPollerSchedule",
+        "PollerSchedule" + re.sub(r"[^A-Za-z0-9]", "", GLOBEX),
+        "PollerSchedule" + re.sub(r"[^A-Za-z0-9]", "", INITECH),
+    }
+    (group,) = _resources(output, resolver, "AWS::Scheduler::ScheduleGroup")
+    for schedule in found.values():
+        assert schedule["GroupName"] == f"<{group}>"
+        assert schedule["ScheduleExpression"] == "rate(1 minute)"
+        assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+        target = schedule["Target"]
+        assert target["Arn"] == "<PollerFunction.Arn>"
+        assert target["RoleArn"] == "<PollerScheduleRole.Arn>"
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 60}
+        assert target["DeadLetterConfig"] == {"Arn": "<PollerDeadLetterQueue.Arn>"}
+
+
+def test_a_stack_of_listed_accounts_only_has_no_single_account_schedule() -> None:
+    output, resolver = deployed(TwilioSecretArn="", TwilioSecretArns=f"{GLOBEX},{INITECH}")
+    inputs = [json.loads(s["Target"]["Input"]) for s in schedules(output, resolver).values()]
+    assert sorted(i["twilioSecretArn"] for i in inputs) == sorted([GLOBEX, INITECH])
+
+
+def test_a_single_account_stack_keeps_its_schedule_and_gets_no_loop_schedule() -> None:
+    output, resolver = deployed(TwilioSecretArn=ACME)
+    found = schedules(output, resolver)
+    assert list(found) == ["PollerFunctionPollerSchedule"]
+    # Its name is the one SAM gave it, and it now names the account's secret.
+    assert "StackName" in json.dumps(
+        output["Resources"]["PollerFunctionPollerSchedule"]["Properties"]["Name"]
+    )
+    assert json.loads(found["PollerFunctionPollerSchedule"]["Target"]["Input"]) == {"twilioSecretArn": ACME}
+
+
+def test_a_repeated_secret_in_the_list_is_refused_by_the_expansion() -> None:
+    template = load_template()
+    with pytest.raises(ValueError, match="generated twice"):
+        expand_for_each(template, {**parameter_defaults(template), "TwilioSecretArns": f"{GLOBEX},{GLOBEX}"})
+
+
+def test_the_schedule_role_can_only_invoke_the_poller_and_dead_letter() -> None:
+    output, resolver = deployed(TwilioSecretArns=GLOBEX)
+    role = _resources(output, resolver, "AWS::IAM::Role")["PollerScheduleRole"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert {(s["Action"], s["Resource"]) for s in statements} == {
+        ("lambda:InvokeFunction", "<PollerFunction.Arn>"),
+        ("sqs:SendMessage", "<PollerDeadLetterQueue.Arn>"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("single", "listed", "watched"),
+    [
+        (ACME, "", [ACME]),
+        (ACME, f"{GLOBEX},{INITECH}", [ACME, GLOBEX, INITECH]),
+        ("", f"{GLOBEX},{INITECH}", [GLOBEX, INITECH]),
+    ],
+)
+def test_every_function_reads_every_watched_secret_and_knows_the_set(
+    single: str, listed: str, watched: list[str]
+) -> None:
+    output, resolver = deployed(TwilioSecretArn=single, TwilioSecretArns=listed)
+    readable: dict[str, set[str]] = {}
+    for role, statement in _statements(output, resolver):
+        if (
+            "secretsmanager:GetSecretValue" in json.dumps(statement["Action"])
+            and "Condition" not in statement
+        ):
+            resources = statement["Resource"]
+            readable.setdefault(role, set()).update(resources if isinstance(resources, list) else [resources])
+    for role in ("PollerRole", "ErrorsRole", "StreamRole"):
+        assert set(watched) <= readable[role], role
+        assert readable[role] - set(watched) <= {SLACK_SECRET}  # the alerter's default Slack webhook
+    functions = _resources(output, resolver, "AWS::Lambda::Function")
+    for name in ("PollerFunction", "ErrorsFunction", "StreamFunction"):
+        env = functions[name]["Environment"]["Variables"]
+        assert env["TWILIO_SECRET_ARN"] == single
+        assert env["TWILIO_SECRET_ARNS"] == listed
+
+
+def test_the_slack_map_reaches_the_alerter_and_only_its_secrets_are_readable() -> None:
+    mapping = f"{ACCOUNT_A}={SLACK_A}"
+    output, resolver = deployed(SlackWebhookSecretArnsByAccount=mapping)
+    env = _resources(output, resolver, "AWS::Lambda::Function")["ErrorsFunction"]["Environment"]["Variables"]
+    assert env["SLACK_WEBHOOK_SECRET_ARNS_BY_ACCOUNT"] == mapping
+    (statement,) = _conditional_secret_reads(output, resolver)
+    assert statement["Condition"] == {"StringEquals": {"secretsmanager:SecretId": [ACCOUNT_A, SLACK_A]}}
+    assert not _conditional_secret_reads(*deployed())
+
+
+def _conditional_secret_reads(output: dict[str, Any], resolver: Resolver) -> list[dict[str, Any]]:
+    return [
+        s
+        for role, s in _statements(output, resolver)
+        if role == "ErrorsRole" and s["Action"] == "secretsmanager:GetSecretValue" and "Condition" in s
+    ]
+
+
+def test_the_slack_map_parameter_takes_only_account_to_arn_pairs() -> None:
+    pattern = re.compile(load_template()["Parameters"]["SlackWebhookSecretArnsByAccount"]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch(f"{ACCOUNT_A}={SLACK_A}")
+    assert pattern.fullmatch(f"{ACCOUNT_A}={SLACK_A},{ACCOUNT_B}={SLACK_A}")
+    for bad in (
+        SLACK_A,
+        f"{ACCOUNT_A}=",
+        f"{ACCOUNT_A}={SLACK_A},",
+        f"AC12={SLACK_A}",
+        f"{ACCOUNT_A}=https://x",
+    ):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_the_lag_alarm_watches_the_worst_account_and_the_dashboard_shows_each() -> None:
+    output, resolver = deployed(TwilioSecretArns=f"{GLOBEX},{INITECH}")
+    alarm = _resources(output, resolver, "AWS::CloudWatch::Alarm")["CheckpointLagAlarm"]
+    (lag,) = [m for m in alarm["Metrics"] if m["Id"] == "lag"]
+    # No account dimension: one series, its Maximum is the worst account's lag.
+    assert lag["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "service", "Value": "poller"}]
+    assert lag["MetricStat"]["Stat"] == "Maximum"
+    (dashboard,) = _resources(output, resolver, "AWS::CloudWatch::Dashboard").values()
+    queries = [
+        w["properties"]["query"]
+        for w in json.loads(dashboard["DashboardBody"])["widgets"]
+        if w["type"] == "log"
+    ]
+    assert len(queries) == 2
+    for query in queries:
+        assert query.startswith("SOURCE '<PollerLogGroup>'")
+        assert "by accountSid" in query
+    assert "max(summary.checkpoint_lag_seconds)" in queries[0]
+    assert "poller run failed" in queries[1]
+
+
+def test_the_rules_refuse_no_account_and_a_reservation_with_many() -> None:
+    rules = load_template()["Rules"]
+    assert "TwilioSecretArns" in json.dumps(rules["TwilioSecretsNeedAtLeastOne"])
+    assert 'TwilioSecretArn"' in json.dumps(rules["TwilioSecretsNeedAtLeastOne"])
+    reserved = rules["ReservedConcurrencyIsForOneAccount"]
+    assert reserved["RuleCondition"] == {"Fn::Equals": [{"Ref": "ReservePollerConcurrency"}, "true"]}
+
+
+def test_the_transforms_run_language_extensions_before_sam() -> None:
+    assert load_template()["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
