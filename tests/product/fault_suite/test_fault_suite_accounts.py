@@ -217,7 +217,7 @@ def _verdicts(
     return verdicts
 
 
-@pytest.mark.timeout(max(300, 150 + RUNS * ACCOUNTS * 4))
+@pytest.mark.timeout(max(600, 150 + RUNS * ACCOUNTS * 10))
 def test_fault_suite_across_accounts(
     moto_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
