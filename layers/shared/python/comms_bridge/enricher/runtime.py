@@ -164,8 +164,7 @@ class AwsPorts:
         targets: list[AlertTarget] = []
         if self.sns is not None and self.settings.alert_topic_arn:
             targets.append(SnsAlert(self.sns, self.settings.alert_topic_arn))
-        slack_secret = self.options.slack_webhooks_by_account.get(account_sid)
-        slack_secret = slack_secret or self.settings.slack_webhook_secret_arn
+        slack_secret = self.slack_secret_for(account_sid)
         if slack_secret:
             webhook = SlackWebhook(
                 SecretWebhookUrl(slack_secret, self.secrets),
@@ -175,6 +174,11 @@ class AwsPorts:
             )
             targets.append(SlackAlert(webhook))
         return targets
+
+    def slack_secret_for(self, account_sid: str) -> str | None:
+        """The account's Slack webhook secret (``SLACK_WEBHOOK_SECRET_ARNS_BY_ACCOUNT``), else the default."""
+        mapped = self.options.slack_webhooks_by_account.get(account_sid)
+        return mapped or self.settings.slack_webhook_secret_arn or None
 
     def alert_budget(self, prefix: str) -> AlertBudget:
         if self.dynamodb is None:

@@ -121,7 +121,16 @@ class PollerRuntime:
                 context=context,
                 metrics=metrics,
             )
-        except Exception:
+        except Exception as exc:
+            # Per account on the dashboard: a raised run logs no summary of its own.
+            logger.error(
+                "poller run failed",
+                extra={
+                    "accountSid": comms.account_sid,
+                    "summary": {"status": "failed"},
+                    "error": type(exc).__name__,
+                },
+            )
             report_stored_lag(store, comms, metrics)
             raise
         if summary.checkpoint_lag_seconds is None and summary.status is RunStatus.FAILED:
