@@ -212,9 +212,10 @@ def serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> None:
         accounts=accounts,
     ) as servers:
         elapsed = time.perf_counter() - began
+        playing = f"'{scenario.name}'" if accounts is None else f"{len(accounts)} accounts' stories"
         out.write(
             f"comms-bridge local stack up in {elapsed:.1f} s: simulator {servers.simulator.base_url} playing "
-            f"'{scenario.name}' (x{args.speed:g}), moto server {servers.moto.endpoint_url}, stack "
+            f"{playing} (x{args.speed:g}), moto server {servers.moto.endpoint_url}, stack "
             f"'{servers.stack.prefix}' provisioned from template.yaml.\n"
             "Paste these lines into another shell, then run .venv/bin/comms-bridge poll --dry-run:\n\n"
         )
