@@ -253,7 +253,11 @@ def test_stream_records_are_fetched_with_their_accounts_client_and_unwatched_one
     }
     assert [r.path for r in two.a.request_log] == [f"/v1/Emails/Operations/{op_a}"]
     assert [r.path for r in two.b.request_log] == [f"/v1/Emails/Operations/{op_b}"]
-    # A's credential revoked: only A's record goes back for a retry.
+    # A's credential revoked: A's record is skipped (a retry cannot help, and it would hold B's records
+    # behind it in the shard); B's goes through.
     two.a.rotate_credential("revoked-" + two.a.auth_token)
-    response, _ = stream.handle(kinesis_event(datas[:2]), FakeContext())
-    assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    two.b.reset_log()
+    response, outcome = stream.handle(kinesis_event(datas[:2]), FakeContext())
+    assert response == {"batchItemFailures": []}
+    assert {str(reason): n for reason, n in outcome.skipped.items()} == {"unauthorized": 1}
+    assert [r.path for r in two.b.request_log] == [f"/v1/Emails/Operations/{op_b}"]

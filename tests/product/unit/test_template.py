@@ -349,7 +349,7 @@ def test_stall_minutes_become_seconds() -> None:
     template = load_template()
     mapping = template["Mappings"]["StallSeconds"]
     for minutes in template["Parameters"]["StallAfterMinutes"]["AllowedValues"]:
-        assert mapping[str(minutes)]["Seconds"] == minutes * 60
+        assert mapping[str(minutes)]["Seconds"] == int(minutes) * 60
 
 
 def test_poller_environment_matches_the_contract(deployed: tuple[dict[str, Any], Resolver]) -> None:

@@ -15,7 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from comms_bridge.comms.exceptions import CommsApiError, CommsMalformedResponse, CommsNotFound
+from comms_bridge.comms.exceptions import (
+    CommsApiError,
+    CommsAuthError,
+    CommsMalformedResponse,
+    CommsNotFound,
+)
 from comms_bridge.comms.models import format_timestamp
 from comms_bridge.poller.apply import ApplyTally, ChangeApplier, Observation
 from comms_bridge.poller.claims import LocalClock
@@ -125,6 +130,14 @@ class StreamConsumer:
                 operation = self.source.fetch_operation(op_id)
             except CommsNotFound:
                 skip(outcome, sequence, SkipReason.UNKNOWN_OPERATION, None, "the API answered 404")
+                continue
+            except CommsAuthError:
+                # Skipped, not failed: a retry cannot help, and it would hold back the other accounts'
+                # records behind this one in the shard. The account's poller fails and alarms; its poll
+                # reconciles once the credentials are fixed.
+                skip(
+                    outcome, sequence, SkipReason.UNAUTHORIZED, None, "the account's credentials were refused"
+                )
                 continue
             except CommsMalformedResponse as exc:
                 skip(outcome, sequence, SkipReason.MALFORMED_OPERATION, None, str(exc)[:300])

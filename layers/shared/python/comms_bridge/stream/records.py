@@ -43,6 +43,7 @@ class SkipReason(StrEnum):
     MALFORMED_OPERATION = "malformed-operation"  # the API answered with an invalid operation
     UNWATCHED_ACCOUNT = "unwatched-account"  # the record's account is not one the stack watches
     NO_ACCOUNT = "no-account"  # the record names no account and the stack watches several
+    UNAUTHORIZED = "unauthorized"  # the account's credentials were refused (401/403)
 
     @property
     def metric(self) -> str:
