@@ -236,5 +236,9 @@ def test_every_function_of_the_template_is_checked() -> None:
     from comms_bridge_tools.local_stack import load_template  # noqa: PLC0415
 
     resources = load_template()["Resources"]
-    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    functions = {
+        name
+        for name, r in resources.items()
+        if isinstance(r, dict) and r["Type"] == "AWS::Serverless::Function"
+    }
     assert set(FUNCTIONS) == functions

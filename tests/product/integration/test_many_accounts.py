@@ -45,8 +45,8 @@ class TwoAccounts:
     secret: dict[str, str]  # account SID -> its secret's ARN (as its schedule's input names it)
     captured: list[dict[str, Any]] = field(default_factory=list)
 
-    def run(self, sim: SimulatorServer) -> dict[str, Any]:
-        return self.runtime.run(FakeContext(), secret_arn=self.secret[sim.account_sid])
+    def run(self, sim: SimulatorServer, metrics: Any = None) -> dict[str, Any]:
+        return self.runtime.run(FakeContext(), secret_arn=self.secret[sim.account_sid], metrics=metrics)
 
     def events(self, sim: SimulatorServer) -> list[dict[str, Any]]:
         return [e for e in self.captured if e["detail"].get("accountSid") == sim.account_sid]
@@ -105,6 +105,14 @@ def two(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tw
         yield TwoAccounts(stack=stack, a=a, b=b, runtime=runtime, secret=secret)
 
 
+class Recorder:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, float]] = []
+
+    def add(self, name: str, unit: str, value: float) -> None:
+        self.added.append((name, value))
+
+
 def advance(two: TwoAccounts, seconds: float = STEP) -> None:
     two.a.advance(seconds)
     two.b.advance(seconds)
@@ -157,7 +165,11 @@ def test_one_accounts_401_429_storm_and_bad_data_leave_the_other_untouched(two: 
     two.a.rotate_credential(token)
     storm = two.a.faults.add(FaultRule(kind="429", retry_after="120"))
     advance(two)
-    assert two.run(two.a)["status"] == "failed"
+    metrics = Recorder()
+    assert two.run(two.a, metrics)["status"] == "failed"
+    # Still A's lag, from its stored checkpoint: the lag alarm (the worst account) keeps seeing A.
+    (lag,) = [value for name, value in metrics.added if name == "CheckpointLagSeconds"]
+    assert lag >= STEP
     assert two.run(two.b)["status"] == "complete"
     # A's API sends malformed operations: A skips them, B never sees them.
     two.a.faults.remove(storm)
