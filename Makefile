@@ -80,6 +80,7 @@ local: $(DEMO_STAMP) ## simulator + moto provisioned from template.yaml for the 
 bench: $(STAMP) ## cost and speed figures against the simulator and moto server, the targets with PASS/FAIL
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.push
+	$(BIN)/python -m benchmarks.accounts
 
 bench-1m: $(STAMP) ## the 1M-operation window and 100k beside it, resumable bootstraps (hours; bench-results/scale.json)
 	$(BIN)/python -m benchmarks.run --scale

@@ -5,6 +5,7 @@ A developer tool, not part of the Lambda layer, and deliberately independent of
 were written separately from the documentation.
 """
 
+from comms_sim.accounts import AccountSpec, load_accounts
 from comms_sim.clock import AcceleratedClock, Clock, ManualClock, RealClock
 from comms_sim.error_catalog import ERROR_CODES
 from comms_sim.faults import FAULT_KINDS, FaultRule
@@ -16,6 +17,7 @@ from comms_sim.server import (
     DEFAULT_AUTH_TOKEN,
     HistoryEntry,
     RequestRecord,
+    SimAccount,
     SimulatorServer,
 )
 from comms_sim.store import RETENTION_SECONDS
@@ -30,6 +32,7 @@ __all__ = [
     "RETENTION_SECONDS",
     "STORY_START",
     "AcceleratedClock",
+    "AccountSpec",
     "Clock",
     "FaultRule",
     "HistoryEntry",
@@ -37,6 +40,8 @@ __all__ = [
     "RealClock",
     "RequestRecord",
     "Scenario",
+    "SimAccount",
     "SimulatorServer",
+    "load_accounts",
     "scenarios_dir",
 ]

@@ -1,4 +1,7 @@
-"""``python -m comms_sim --scenario scenarios/story.yaml --port 8765 [--speed 60]``: run it standalone."""
+"""``python -m comms_sim --scenario scenarios/story.yaml --port 8765 [--speed 60]``: run it standalone.
+
+``--scenario`` may be an accounts file (several accounts, each with its own story: comms_sim.accounts), and
+``--accounts N`` serves N accounts playing the scenario, each under its own SID and operation ids."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from comms_sim import accounts as accounts_module
 from comms_sim import scenario as scenario_module
+from comms_sim.accounts import AccountSpec
 from comms_sim.clock import AcceleratedClock, Clock, ManualClock, RealClock
 from comms_sim.faults import FaultRule
 from comms_sim.scenario import Scenario, scenarios_dir
@@ -55,8 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--manual", action="store_true", help="a ManualClock: time moves only by POST /_sim/clock"
     )
-    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
-    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID, help="the (first) account's SID")
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN, help="the (first) account's Auth Token")
+    parser.add_argument(
+        "--accounts", type=int, default=None, metavar="N",
+        help="serve N accounts playing the scenario: the first as --account-sid, the others under SIDs and "
+        "operation ids of their own (an accounts file names its accounts instead)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
     parser.add_argument(
         "--fault", type=parse_fault, action="append", default=[], metavar="kind=K,endpoint=E,...",
@@ -78,6 +88,25 @@ def load_scenario(path: str) -> Scenario:
         raise UsageError(str(exc)) from None
 
 
+def load_accounts(args: argparse.Namespace) -> list[AccountSpec] | None:
+    """The accounts to serve, or None for the single account of ``--account-sid`` (the default)."""
+    try:
+        setup = accounts_module.load_setup(args.scenario)
+    except scenario_module.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(setup, list):
+        if args.accounts is not None:
+            raise UsageError(f"{args.scenario} names its accounts: leave out --accounts")
+        return setup
+    if args.accounts is None:
+        return None
+    try:
+        first = AccountSpec(args.account_sid, setup, auth_token=args.auth_token, name="account-1")
+        return accounts_module.copies(setup, args.accounts, first)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def make_clock(args: argparse.Namespace) -> Clock:
     if args.speed is not None and args.speed <= 0:
         raise UsageError(f"--speed must be a positive number, not {args.speed}")
@@ -94,17 +123,16 @@ def make_clock(args: argparse.Namespace) -> Clock:
 
 
 def start(args: argparse.Namespace) -> SimulatorServer:
-    scenario = load_scenario(args.scenario)
+    accounts = load_accounts(args)
     clock = make_clock(args)
-    simulator = SimulatorServer(
-        scenario,
-        clock=clock,
-        credentials={args.account_sid: args.auth_token},
-        host=args.host,
-        port=args.port,
-        seed=args.seed,
-        echo=not args.quiet,
-    )
+    common: dict[str, Any] = {"host": args.host, "port": args.port, "seed": args.seed, "echo": not args.quiet}
+    if accounts is None:
+        scenario = load_scenario(args.scenario)
+        simulator = SimulatorServer(
+            scenario, clock=clock, credentials={args.account_sid: args.auth_token}, **common
+        )
+    else:
+        simulator = SimulatorServer(clock=clock, accounts=accounts, **common)
     for rule in args.fault:
         simulator.faults.add(rule)
     try:
@@ -116,19 +144,33 @@ def start(args: argparse.Namespace) -> SimulatorServer:
                 f"port {args.port} on {args.host} is in use: stop what uses it, or {free}"
             ) from None
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    print(
-        f"comms-sim: scenario {scenario.name!r} ({len(scenario.operations)} operations)"
-        f" at {simulator.base_url}\n"
-        f"  clock {clock!r}, now {format_ts(epoch(clock.now()))},"
-        f" anchor {format_ts(epoch(simulator.anchor))}\n"
-        f"  export COMMS_API_BASE_URL={simulator.base_url}\n"
-        f"  export TWILIO_ACCOUNT_SID={simulator.account_sid}\n"
-        f"  export TWILIO_AUTH_TOKEN={simulator.auth_token}\n"
-        f"  curl -u \"$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN\" {simulator.base_url}/Emails/Operations\n"
-        "  Ctrl-C to stop",
-        flush=True,
-    )  # fmt: skip
+    print(banner(simulator, clock), flush=True)
     return simulator
+
+
+def banner(simulator: SimulatorServer, clock: Clock) -> str:
+    """What to paste to reach the simulator: one block for one account, a line per account for several."""
+    scenario = simulator.scenario
+    lines = [
+        f"comms-sim: scenario {scenario.name!r} ({len(scenario.operations)} operations)"
+        f" at {simulator.base_url}",
+        f"  clock {clock!r}, now {format_ts(epoch(clock.now()))},"
+        f" anchor {format_ts(epoch(simulator.anchor))}",
+        f"  export COMMS_API_BASE_URL={simulator.base_url}",
+        f"  export TWILIO_ACCOUNT_SID={simulator.account_sid}",
+        f"  export TWILIO_AUTH_TOKEN={simulator.auth_token}",
+        f"  curl -u \"$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN\" {simulator.base_url}/Emails/Operations",
+    ]  # fmt: skip
+    if len(simulator.accounts) > 1:
+        lines[0] = f"comms-sim: {len(simulator.accounts)} accounts at {simulator.base_url}"
+        lines.append("  (the exports name the first account; each account authenticates with its own SID)")
+        lines.extend(
+            f"  account {account.name!r}: {account.sid} token {account.auth_token}, scenario "
+            f"{account.scenario.name!r} ({len(account.scenario.operations)} operations)"
+            for account in simulator.accounts
+        )
+    lines.append("  Ctrl-C to stop")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,22 @@ def decode_token(token: str) -> dict[str, Any] | None:
 # -- the API -----------------------------------------------------------------------------------------
 
 
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(username, password) of an HTTP Basic ``Authorization`` header; None if it is not one."""
+    if not authorization or not authorization.startswith("Basic "):
+        return None
+    try:
+        username, _, password = base64.b64decode(authorization[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return username, password
+
+
+def basic_username(authorization: str | None) -> str | None:
+    pair = basic_credentials(authorization)
+    return None if pair is None else pair[0]
+
+
 class Problems:
     """Every problem of a request, reported together (the API lists as many as it can at once)."""
 
@@ -135,14 +151,11 @@ class EmailOperationsApi:
         self._credentials[username] = secret
 
     def authorized(self, authorization: str | None) -> bool:
-        if not authorization or not authorization.startswith("Basic "):
+        pair = basic_credentials(authorization)
+        if pair is None:
             return False
-        try:
-            username, _, password = base64.b64decode(authorization[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected = self._credentials.get(username)
-        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+        expected = self._credentials.get(pair[0])
+        return expected is not None and hmac.compare_digest(expected.encode(), pair[1].encode())
 
     def handle(self, method: str, path: str, query: str, authorization: str | None, now: int) -> ApiResult:
         """``now``: epoch seconds of the API clock."""

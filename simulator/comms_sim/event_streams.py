@@ -7,6 +7,11 @@ down; :class:`DeliveryFaults` plays all of that, seeded: a delay after the chang
 (which reorders), duplicates, drops. Stdlib only: putting the records into a Kinesis stream is the
 caller's business (``comms_bridge_tools.kinesis_events``); the simulator only says what Twilio would
 write and when (API clock). ``CANCELED`` has no documented event type: it is not delivered.
+
+Each delivery names the account of its operation, where Twilio names the account of a resource: in the
+``source`` resource path (``/v1/Accounts/AC.../Emails/Operations/{id}``); ``data`` stays as the schema has it
+(``{"operation_id"}`` only, ``additionalProperties: false``). ``DeliveryFaults.account_in`` moves it into
+``data`` (``account_sid``) or leaves it out, for consumers tested against either reading.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from comms_sim.timefmt import format_ts
 
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 EVENT_TYPE: Final = "com.twilio.comms-api.operation.{}"
 DELIVERED_STATUSES: Final = ("SCHEDULED", "PROCESSING", "COMPLETED")
 SCHEMA: Final = "https://events-schemas.twilio.com/CommsApi.Operation{}/2"
+AccountPlace = Literal["source", "data", "none"]
+ACCOUNT_PLACES: Final = ("source", "data", "none")
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,8 @@ class DeliveryFaults:
     ``reorder_seconds``: up to this much more, at random per delivery (so later changes can arrive first).
     ``duplicate_share``: the share of deliveries sent twice (the copy up to ``reorder_seconds`` later).
     ``drop_share``: the share never delivered. ``data_as_string``: ``data`` as JSON text (Twilio's
-    Kinesis example) instead of an object."""
+    Kinesis example) instead of an object. ``account_in``: where the operation's account is named
+    (``source``, ``data`` as ``account_sid``, or ``none``)."""
 
     delay_seconds: float = 2.0
     reorder_seconds: float = 0.0
@@ -43,8 +51,11 @@ class DeliveryFaults:
     drop_share: float = 0.0
     seed: int = 0
     data_as_string: bool = False
+    account_in: AccountPlace = "source"
 
     def __post_init__(self) -> None:
+        if self.account_in not in ACCOUNT_PLACES:
+            raise ValueError(f"account_in must be one of {ACCOUNT_PLACES}, not {self.account_in!r}")
         for name in ("duplicate_share", "drop_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
@@ -54,12 +65,13 @@ class DeliveryFaults:
 
 @dataclass(frozen=True)
 class Transition:
-    """Ground truth: ``operation_id`` entered ``status`` at ``at`` (its ``updatedAt``)."""
+    """Ground truth: ``operation_id`` (of ``account_sid``) entered ``status`` at ``at`` (``updatedAt``)."""
 
     at: datetime
     operation_id: str
     name: str
     status: str
+    account_sid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,17 +89,30 @@ class Delivery:
         return self.transition.operation_id
 
 
-def transitions(sim: SimulatorServer, since: datetime | None, until: datetime) -> list[Transition]:
-    """Every status an operation entered in ``(since, until]``, oldest first: the first version of an
-    operation enters its status; a later version whose status differs from the version before enters it."""
+def transitions(
+    sim: SimulatorServer, since: datetime | None, until: datetime, *, account: str | None = None
+) -> list[Transition]:
+    """Every status an operation of ``account`` (default: the first) entered in ``(since, until]``, oldest
+    first: the first version of an operation enters its status; a later version whose status differs from
+    the version before enters it."""
+    sid = sim.account(account).sid
     found: list[Transition] = []
     last: dict[str, str | None] = {}
-    for entry in sim.history_between(None if since is None else since - timedelta(days=8), until):
+    lookback = None if since is None else since - timedelta(days=8)
+    for entry in sim.history_between(lookback, until, account=sid):
         previous = last.get(entry.operation_id)
         last[entry.operation_id] = entry.status
         if entry.status == previous or (since is not None and entry.time <= since):
             continue
-        found.append(Transition(entry.time, entry.operation_id, entry.name, entry.status))
+        found.append(Transition(entry.time, entry.operation_id, entry.name, entry.status, sid))
+    return found
+
+
+def all_transitions(sim: SimulatorServer, since: datetime | None, until: datetime) -> list[Transition]:
+    """:func:`transitions` of every account the simulator serves, merged by time (one sink per account,
+    all writing into one stream)."""
+    found = [t for account in sim.accounts for t in transitions(sim, since, until, account=account.sid)]
+    found.sort(key=lambda t: (t.at, t.account_sid or "", t.operation_id))
     return found
 
 
@@ -104,7 +129,9 @@ def plan_deliveries(found: list[Transition], faults: DeliveryFaults) -> list[Del
         if dropped:
             continue
         event_id = f"EZ{number:032x}"
-        data = cloud_event(transition, event_id, data_as_string=faults.data_as_string)
+        data = cloud_event(
+            transition, event_id, data_as_string=faults.data_as_string, account_in=faults.account_in
+        )
         for copy, jitter in enumerate(sorted(extra)):
             due = transition.at + timedelta(seconds=faults.delay_seconds + jitter)
             deliveries.append(Delivery(due, transition, event_id, data, duplicate=copy > 0))
@@ -112,13 +139,21 @@ def plan_deliveries(found: list[Transition], faults: DeliveryFaults) -> list[Del
     return deliveries
 
 
-def cloud_event(transition: Transition, event_id: str, *, data_as_string: bool) -> bytes:
+def cloud_event(
+    transition: Transition, event_id: str, *, data_as_string: bool, account_in: AccountPlace = "source"
+) -> bytes:
     status = transition.status.lower()
+    account = transition.account_sid
     payload = {"operation_id": transition.operation_id}
+    if account is not None and account_in == "data":
+        payload["account_sid"] = account
+    source = f"/v1/Emails/Operations/{transition.operation_id}"
+    if account is not None and account_in == "source":
+        source = f"/v1/Accounts/{account}/Emails/Operations/{transition.operation_id}"
     envelope = {
         "specversion": "1.0",
         "type": EVENT_TYPE.format(status),
-        "source": f"/v1/Emails/Operations/{transition.operation_id}",
+        "source": source,
         "id": event_id,
         "dataschema": SCHEMA.format(status.capitalize()),
         "datacontenttype": "application/json",

@@ -2,8 +2,10 @@
 
 A rule matches an endpoint (or ``"*"``), lets ``skip`` matching requests through, then fires
 on each further match with ``probability`` (drawn from the simulator's seeded RNG) until it
-has fired ``times`` times (``None``: forever). Several rules can fire on one request: ``slow``
-adds its delay, the first status rule (429/503/500) replaces the response, the body
+has fired ``times`` times (``None``: forever). A rule with an ``account`` matches only that account's
+requests (a simulator can serve several: comms_sim.accounts). Several rules can fire on one request:
+``slow`` adds its delay, the first status rule (401/429/503/500) replaces the response (401: as if the
+credentials had been revoked), the body
 rules (``malformed_json``, ``bad_items``, ``shuffle``, ``oversize``) change a successful response,
 ``bad_date`` changes its ``Date`` header and ``drip`` the pace at which its body is sent.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,12 +22,23 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 FaultKind = Literal[
-    "429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle", "bad_date", "oversize", "drip"
+    "401",
+    "429",
+    "503",
+    "500",
+    "slow",
+    "malformed_json",
+    "bad_items",
+    "shuffle",
+    "bad_date",
+    "oversize",
+    "drip",
 ]
 FAULT_KINDS: Final = (
-    "429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle", "bad_date", "oversize", "drip"
+    "401", "429", "503", "500", "slow", "malformed_json", "bad_items", "shuffle", "bad_date", "oversize",
+    "drip",
 )  # fmt: skip
-STATUS_KINDS: Final = ("429", "503", "500")
+STATUS_KINDS: Final = ("401", "429", "503", "500")
 ENDPOINTS: Final = ("list_operations", "fetch_operation", "list_errors", "*")
 MUTATIONS: Final = (
     "drop_stats",
@@ -38,11 +52,15 @@ CLOCK_MUTATIONS: Final = ("future_updated_at",)
 """Valid items dated in the future: only when asked for by name (never drawn at random)."""
 ERROR_MUTATIONS: Final = ("string_code", "not_an_object")
 MALFORMED: Final = ("truncated", "html", "empty")
+_ACCOUNT_SID_RE: Final = re.compile(r"^AC[0-9a-f]{32}$")
 
 
 @dataclass
 class FaultRule:
-    """One fault. ``kind``: 429 | 503 | 500 | slow | malformed_json | bad_items | shuffle.
+    """One fault. ``kind``: 401 | 429 | 503 | 500 | slow | malformed_json | bad_items | shuffle | ...
+
+    * ``account``: only requests authenticated as this account (its SID or one of its API keys); None:
+      every account.
 
     * ``retry_after`` (429/503): header value -- seconds (``"1"``, ``2.5`` -> ``"3"``), a datetime
       (sent as an HTTP-date), any other string verbatim, or None for no header. With
@@ -73,12 +91,15 @@ class FaultRule:
     date: datetime | str | float | None = None
     size: int = 0
     ahead: float = 8 * 86_400.0
+    account: str | None = None
     seen: int = field(default=0, compare=False)
     fired: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+        if self.account is not None and _ACCOUNT_SID_RE.fullmatch(self.account) is None:
+            raise ValueError(f"account {self.account!r} is not an Account SID (AC + 32 hex digits)")
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; one of {ENDPOINTS}")
         if not 0.0 <= self.probability <= 1.0:
@@ -122,9 +143,13 @@ class FaultInjector:
         with self._lock:
             self._rules.remove(rule)
 
-    def clear(self) -> None:
+    def clear(self, account: str | None = None) -> int:
+        """Remove every rule (or only those of ``account``); how many were removed."""
         with self._lock:
-            self._rules.clear()
+            kept = [] if account is None else [rule for rule in self._rules if rule.account != account]
+            removed = len(self._rules) - len(kept)
+            self._rules[:] = kept
+        return removed
 
     def reseed(self, seed: int) -> None:
         with self._lock:
@@ -138,12 +163,14 @@ class FaultInjector:
         with self._lock:
             return len(self._rules)
 
-    def select(self, endpoint: str) -> list[FaultRule]:
-        """The rules firing on this request (and count them)."""
+    def select(self, endpoint: str, account: str | None = None) -> list[FaultRule]:
+        """The rules firing on this request of ``account`` (and count them)."""
         firing = []
         with self._lock:
             for rule in self._rules:
                 if rule.endpoint not in ("*", endpoint) or rule.exhausted:
+                    continue
+                if rule.account is not None and rule.account != account:
                     continue
                 rule.seen += 1
                 if rule.seen <= rule.skip:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import yaml
 
@@ -306,6 +306,9 @@ def _spec(timeline: Timeline) -> dict[str, Any]:
     return spec
 
 
+_Loaded = TypeVar("_Loaded")
+
+
 class ScenarioError(Exception):
     """A scenario file that cannot be played: the message is one line naming the file and what is wrong."""
 
@@ -313,9 +316,14 @@ class ScenarioError(Exception):
 def load_scenario(path: str | Path) -> Scenario:
     """The scenario at ``path``, or a :class:`ScenarioError` for a missing or unreadable file, bad YAML or a
     bad value (for the simulator's and the demo's command lines: one line, never a traceback)."""
+    return read_or_explain(path, Scenario.load)
+
+
+def read_or_explain(path: str | Path, load: Callable[[str | Path], _Loaded]) -> _Loaded:
+    """``load(path)``, its failures turned into one-line :class:`ScenarioError` messages naming the file."""
     name = str(path)
     try:
-        return Scenario.load(path)
+        return load(path)
     except FileNotFoundError:
         raise ScenarioError(f"{name}: no such scenario file") from None
     except OSError as exc:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from comms_sim.accounts import AccountSpec, check_unique
 from comms_sim.api import (
     CODE_INTERNAL,
     CODE_TOO_MANY,
@@ -26,6 +27,7 @@ from comms_sim.api import (
     CODE_UNAVAILABLE,
     ApiResult,
     EmailOperationsApi,
+    basic_username,
     error_envelope,
 )
 from comms_sim.clock import Clock, ManualClock
@@ -56,6 +58,7 @@ DEFAULT_CREDENTIALS: Final = {
 }
 
 _STATUS_RULES: Final = {
+    "401": (401, CODE_UNAUTHORIZED),
     "429": (429, CODE_TOO_MANY),
     "503": (503, CODE_UNAVAILABLE),
     "500": (500, CODE_INTERNAL),
@@ -73,6 +76,7 @@ class RequestRecord:
     endpoint: str
     status: int
     faults: tuple[str, ...]
+    account: str | None = None  # the account the credentials named (None: no known username)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +138,49 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the request log replaces stderr noise
 
 
+class SimAccount:
+    """One account the simulator serves: its credentials, its operations and its own request counters."""
+
+    def __init__(
+        self, sid: str, scenario: Scenario, credentials: Mapping[str, str], anchor: int, name: str
+    ) -> None:
+        self.sid = sid
+        self.name = name
+        self.scenario = scenario
+        self.credentials = dict(credentials)
+        self.store = OperationStore(scenario.operations, anchor)
+        self.api = EmailOperationsApi(self.store, self.credentials)
+        self.counters: Counter[str] = Counter()
+
+    @property
+    def auth_token(self) -> str:
+        return self.credentials[self.sid]
+
+    @property
+    def anchor(self) -> datetime:
+        return from_epoch(self.store.anchor)
+
+    def set_credential(self, username: str, secret: str) -> None:
+        self.credentials[username] = secret
+        self.api.set_credential(username, secret)
+
+    def env(self, base_url: str) -> dict[str, str]:
+        return {
+            "COMMS_API_BASE_URL": base_url,
+            "TWILIO_ACCOUNT_SID": self.sid,
+            "TWILIO_AUTH_TOKEN": self.auth_token,
+        }
+
+    def __repr__(self) -> str:
+        return f"SimAccount({self.name!r}, {self.sid}, {self.scenario!r})"
+
+
 class SimulatorServer:
-    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1`` (docs/simulator.md)."""
+    """A stateful Email Operations API on ``http://127.0.0.1:PORT/v1`` (docs/simulator.md).
+
+    One account by default (``scenario`` + ``credentials``); with ``accounts``, several, each with its own
+    credentials and scenario, a request served by the account its Basic-auth username belongs to. The
+    attributes and methods without an ``account`` argument speak of the first account."""
 
     def __init__(
         self,
@@ -143,28 +188,48 @@ class SimulatorServer:
         *,
         clock: Clock | None = None,
         credentials: Mapping[str, str] | None = None,
+        accounts: Sequence[AccountSpec] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
         log_limit: int = 100_000,
         echo: bool = False,
     ) -> None:
-        if scenario is None:
-            scenario = Scenario.story()
-        elif not isinstance(scenario, Scenario):
-            scenario = Scenario.load(scenario)
-        self.scenario = scenario
+        if accounts is not None:
+            if scenario is not None or credentials is not None:
+                raise ValueError("pass either accounts, or a scenario and its credentials")
+            check_unique(accounts)
+        else:
+            given = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
+            if not given:
+                raise ValueError("at least one username/secret pair is needed")
+            if scenario is None:
+                scenario = Scenario.story()
+            elif not isinstance(scenario, Scenario):
+                scenario = Scenario.load(scenario)
+        first = accounts[0].scenario if accounts is not None else scenario
+        assert isinstance(first, Scenario)
         if clock is None:
-            start = None if scenario.start is None else from_epoch(epoch(scenario.start) + scenario.now)
+            start = None if first.start is None else from_epoch(epoch(first.start) + first.now)
             clock = ManualClock(start)
         self.clock: Clock = clock
-        anchor = epoch(scenario.start) if scenario.start is not None else epoch(clock.now()) - scenario.now
-        self.anchor = from_epoch(anchor)
-        self.store = OperationStore(scenario.operations, anchor)
-        self.credentials = dict(DEFAULT_CREDENTIALS if credentials is None else credentials)
-        if not self.credentials:
-            raise ValueError("at least one username/secret pair is needed")
-        self.api = EmailOperationsApi(self.store, self.credentials)
+        self._accounts: dict[str, SimAccount] = {}
+        if accounts is None:
+            assert isinstance(scenario, Scenario)
+            sid = next((user for user in given if user.startswith("AC")), next(iter(given)))
+            self._add(sid, scenario, given, sid)
+        else:
+            for spec in accounts:
+                self._add(spec.sid, spec.scenario, spec.credentials, spec.name)
+        self._by_username = {
+            user: account for account in self._accounts.values() for user in account.credentials
+        }
+        default = next(iter(self._accounts.values()))
+        self.scenario = default.scenario
+        self.anchor = default.anchor
+        self.store = default.store
+        self.api = default.api
+        self.credentials = default.credentials
         self.faults = FaultInjector(seed)
         self.host = host
         self.echo = echo
@@ -176,6 +241,32 @@ class SimulatorServer:
         self._counters: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+
+    def _add(self, sid: str, scenario: Scenario, credentials: Mapping[str, str], name: str) -> None:
+        start = scenario.start
+        anchor = epoch(start) if start is not None else epoch(self.clock.now()) - scenario.now
+        self._accounts[sid] = SimAccount(sid, scenario, credentials, anchor, name)
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    @property
+    def accounts(self) -> list[SimAccount]:
+        """Every account served, the first (the default of the methods without ``account``) first."""
+        return list(self._accounts.values())
+
+    def account(self, sid: str | None = None) -> SimAccount:
+        """The account with this SID (or name); the first one for None. KeyError for an unknown one."""
+        if sid is None:
+            return next(iter(self._accounts.values()))
+        found = self._accounts.get(sid) or next((a for a in self._accounts.values() if a.name == sid), None)
+        if found is None:
+            raise KeyError(f"no account {sid!r} in this simulator")
+        return found
+
+    def account_of(self, authorization: str | None) -> SimAccount | None:
+        """The account a Basic ``Authorization`` header names (its username), authenticated or not."""
+        username = basic_username(authorization)
+        return None if username is None else self._by_username.get(username)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -242,19 +333,23 @@ class SimulatorServer:
         return self.credentials[self.account_sid]
 
     def rotate_credential(self, secret: str, username: str | None = None) -> None:
-        """From now on ``username`` (the account by default) authenticates with ``secret`` only, as after
-        a rotation of the Auth Token in the Twilio console."""
+        """From now on ``username`` (the first account by default; an Account SID or an API key of any
+        account) authenticates with ``secret`` only, as after a rotation in the Twilio console."""
         name = username or self.account_sid
-        self.credentials[name] = secret
-        self.api.set_credential(name, secret)
+        account = self._by_username.get(name)
+        if account is None:
+            raise KeyError(f"no account has the username {name!r}")
+        account.set_credential(name, secret)
 
-    def env(self) -> dict[str, str]:
-        """Environment for a handler under test: API root and Account SID + Auth Token."""
-        return {
-            "COMMS_API_BASE_URL": self.base_url,
-            "TWILIO_ACCOUNT_SID": self.account_sid,
-            "TWILIO_AUTH_TOKEN": self.auth_token,
-        }
+    def env(self, account: str | None = None) -> dict[str, str]:
+        """Environment for a handler under test: API root and Account SID + Auth Token (of ``account``)."""
+        if account is None:
+            return {
+                "COMMS_API_BASE_URL": self.base_url,
+                "TWILIO_ACCOUNT_SID": self.account_sid,
+                "TWILIO_AUTH_TOKEN": self.auth_token,
+            }
+        return self.account(account).env(self.base_url)
 
     def __repr__(self) -> str:
         where = self.base_url if self._httpd is not None else "stopped"
@@ -275,42 +370,54 @@ class SimulatorServer:
         """Move a ManualClock forward (shorthand for ``sim.manual_clock.advance``)."""
         return self.manual_clock.advance(seconds)
 
-    def _t(self, at: datetime | None = None) -> int:
-        return epoch(self.clock.now() if at is None else at) - self.store.anchor
+    def _t(self, at: datetime | None = None, store: OperationStore | None = None) -> int:
+        return epoch(self.clock.now() if at is None else at) - (store or self.store).anchor
 
     def warm(self) -> int:
         """Render every visible operation once, so the first listing costs what later ones do."""
-        return sum(1 for _ in self.store.iter_visible(self._t()))
+        return sum(
+            sum(1 for _ in account.store.iter_visible(self._t(store=account.store)))
+            for account in self._accounts.values()
+        )
 
     # -- ground truth -------------------------------------------------------------------------------
 
-    def operations(self, at: datetime | None = None) -> list[dict[str, Any]]:
+    def operations(self, at: datetime | None = None, *, account: str | None = None) -> list[dict[str, Any]]:
         """Every operation the API shows at ``at`` (default: now), as API dicts, oldest first."""
-        return [dict(rendered.item) for rendered in self.store.iter_visible(self._t(at))]
+        store = self.account(account).store
+        return [dict(rendered.item) for rendered in store.iter_visible(self._t(at, store))]
 
-    def operation(self, operation_id: str, at: datetime | None = None) -> dict[str, Any] | None:
-        rendered = self.store.get(operation_id, self._t(at))
+    def operation(
+        self, operation_id: str, at: datetime | None = None, *, account: str | None = None
+    ) -> dict[str, Any] | None:
+        store = self.account(account).store
+        rendered = store.get(operation_id, self._t(at, store))
         return None if rendered is None else dict(rendered.item)
 
-    def operation_id(self, name: str) -> str:
+    def operation_id(self, name: str, *, account: str | None = None) -> str:
         """The id of a scenario operation by its ``name`` (story names: newsletter, high-failure, ...)."""
-        for timeline in self.scenario.operations:
+        scenario = self.account(account).scenario
+        for timeline in scenario.operations:
             if timeline.name == name:
                 return timeline.id
-        raise KeyError(f"no operation named {name!r} in {self.scenario.name}")
+        raise KeyError(f"no operation named {name!r} in {scenario.name}")
 
-    def errors(self, operation_id: str, at: datetime | None = None) -> list[dict[str, Any]]:
+    def errors(
+        self, operation_id: str, at: datetime | None = None, *, account: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every error record of an operation at ``at`` (what the Errors endpoint would list)."""
-        found = self.store.errors(operation_id, self._t(at), 0, sys.maxsize)
+        store = self.account(account).store
+        found = store.errors(operation_id, self._t(at, store), 0, sys.maxsize)
         return [] if found is None else [record.to_api_dict() for record in found[0]]
 
     def history_between(
-        self, since: datetime | None = None, until: datetime | None = None
+        self, since: datetime | None = None, until: datetime | None = None, *, account: str | None = None
     ) -> list[HistoryEntry]:
         """Every version that appeared in ``(since, until]`` (default: everything up to now), by time."""
-        hi = self._t(until)
-        lo = None if since is None else self._t(since)
-        anchor = self.store.anchor
+        store = self.account(account).store
+        hi = self._t(until, store)
+        lo = None if since is None else self._t(since, store)
+        anchor = store.anchor
         entries = [
             HistoryEntry(
                 time=from_epoch(anchor + version.time),
@@ -320,7 +427,7 @@ class SimulatorServer:
                 stats=version.stats,
                 updated_at=format_ts(anchor + version.time),
             )
-            for timeline, version in self.store.versions(lo, hi)
+            for timeline, version in store.versions(lo, hi)
         ]
         entries.sort(key=lambda entry: (entry.time, entry.operation_id))
         return entries
@@ -330,8 +437,11 @@ class SimulatorServer:
         """Every version of every operation up to now (O(versions): use ``history_between`` for 100k)."""
         return self.history_between()
 
-    def history_of(self, operation_id: str, until: datetime | None = None) -> list[HistoryEntry]:
-        return [entry for entry in self.history_between(until=until) if entry.operation_id == operation_id]
+    def history_of(
+        self, operation_id: str, until: datetime | None = None, *, account: str | None = None
+    ) -> list[HistoryEntry]:
+        history = self.history_between(until=until, account=account)
+        return [entry for entry in history if entry.operation_id == operation_id]
 
     # -- request log --------------------------------------------------------------------------------
 
@@ -347,6 +457,11 @@ class SimulatorServer:
         with self._lock:
             return dict(self._counters)
 
+    def account_counters(self, account: str | None = None) -> dict[str, int]:
+        """``counters`` of the requests authenticated as ``account`` (its SID or one of its API keys)."""
+        with self._lock:
+            return dict(self.account(account).counters)
+
     def count(self, endpoint: str) -> int:
         with self._lock:
             return self._counters[endpoint]
@@ -355,15 +470,16 @@ class SimulatorServer:
         with self._lock:
             self._log.clear()
             self._counters.clear()
+            for account in self._accounts.values():
+                account.counters.clear()
 
     def _record(self, record: RequestRecord) -> None:
+        keys = ["total", record.endpoint, f"status_{record.status}", *(f"fault_{f}" for f in record.faults)]
         with self._lock:
             self._log.append(record)
-            self._counters["total"] += 1
-            self._counters[record.endpoint] += 1
-            self._counters[f"status_{record.status}"] += 1
-            for fault in record.faults:
-                self._counters[f"fault_{fault}"] += 1
+            self._counters.update(keys)
+            if record.account is not None:
+                self._accounts[record.account].counters.update(keys)
         if self.echo:
             print(
                 f"{format_ts(epoch(record.at))} {record.method} {record.path}"
@@ -394,12 +510,14 @@ class SimulatorServer:
             self._serve_control(handler, path, split.query, body_in)
             return
         now = handler.api_now = epoch(self.clock.now())
-        result = self.api.handle(
-            handler.command, path, split.query, handler.headers.get("Authorization"), now
-        )
+        authorization = handler.headers.get("Authorization")
+        account = self.account_of(authorization)
+        # An unknown username gets the first account's 401: the same answer as a wrong secret.
+        api = self.api if account is None else account.api
+        result = api.handle(handler.command, path, split.query, authorization, now)
         fired: list[FaultRule] = []
         if result.status != 401:
-            fired = self.faults.select(result.endpoint)
+            fired = self.faults.select(result.endpoint, None if account is None else account.sid)
         body = self._apply_faults(result, fired, now)
         handler.date_header = _bad_date(fired, now)
         drip = max((rule.delay for rule in fired if rule.kind == "drip"), default=0.0)
@@ -413,6 +531,7 @@ class SimulatorServer:
                 endpoint=result.endpoint,
                 status=result.status,
                 faults=tuple(rule.kind for rule in fired),
+                account=None if account is None else account.sid,
             )
         )
         _respond(handler, result.status, body, result.headers, drip=drip)
@@ -420,7 +539,8 @@ class SimulatorServer:
     def _serve_control(self, handler: _Handler, path: str, query: str, body_in: bytes) -> None:
         status: int
         payload: dict[str, Any] | list[Any]
-        if not self.api.authorized(handler.headers.get("Authorization")):
+        account = self.account_of(handler.headers.get("Authorization"))
+        if account is None or not account.api.authorized(handler.headers.get("Authorization")):
             status, payload = 401, error_envelope(CODE_UNAUTHORIZED)
         else:
             status, payload = handle_control(self, handler.command, path, query, body_in)
@@ -435,6 +555,9 @@ class SimulatorServer:
             status, code = _STATUS_RULES[status_rule.kind]
             result.status, result.body, result.items_key = status, error_envelope(code), None
             result.headers = {}
+            if status == 401:
+                result.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+                return result.encode()
             retry_after = _retry_after(status_rule, now)
             if status != 500 and retry_after is not None:
                 result.headers["Retry-After"] = retry_after

@@ -12,6 +12,9 @@ command line.
     comms-bridge operations list [--json]      operations tracked as not yet terminal
     comms-bridge stream validate --sink DG...  validate the Event Streams sink (stream_cli.py)
     comms-bridge stream status [--json]        Event Streams records received, iterator age
+
+Each takes ``--account AC...``: the account whose runs, state and records it is about. It is needed only when
+the stack watches several accounts (``TWILIO_SECRET_ARNS``); with one, that one is meant.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from comms_bridge_tools.cli_accounts import AccountError, Selected, add_account_option, select
 from comms_bridge_tools.lambda_runtime import LambdaContext
 from comms_bridge_tools.stream_cli import StreamCliError, add_stream_commands
 
@@ -40,6 +44,7 @@ environment:
   COMMS_API_BASE_URL   Comms API root (default https://comms.twilio.com/v1; http:// only for loopback)
   TWILIO_SECRET_ARN    Secrets Manager secret with the Twilio credentials, or else
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
+  TWILIO_SECRET_ARNS   the watched accounts' secrets, comma-separated (then pick one with --account)
   STATE_TABLE_NAME     the stack's state table (output StateTableName)
   EVENT_BUS_NAME       the stack's bus (output EventBusName; poll refuses to publish without it)
   EVENT_SOURCE         default twilio.comms
@@ -70,13 +75,13 @@ def _runtime() -> PollerRuntime:
     return PollerRuntime.from_env()
 
 
-def _store(runtime: PollerRuntime) -> DynamoStateStore:
+def _store(runtime: PollerRuntime, account: Selected) -> DynamoStateStore:
     from comms_bridge.poller.state_store import DynamoStateStore  # noqa: PLC0415
 
     return DynamoStateStore(
         runtime.dynamodb,
         table_name=runtime.config.require_state_table(),
-        account_sid=runtime.account_sid,
+        account_sid=account.account_sid,
     )
 
 
@@ -97,14 +102,15 @@ def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
             "(EVENT_BUS_NAME=default to publish to the account's default bus)"
         )
     runtime = _runtime()
+    account = select(runtime, args.account)
     deadline = _deadline(args.time_budget)
     events: list[dict[str, Any]] = []
     if args.dry_run:
-        result, recorded = dry_run(runtime, deadline)
-        summary = result.as_dict()
+        result, recorded = dry_run(runtime, deadline, secret_arn=account.secret_arn)
+        summary = {"accountSid": account.account_sid, **result.as_dict()}
         events = [{"detail-type": event.detail_type, "detail": dict(event.detail)} for event in recorded]
     else:
-        summary = runtime.run(deadline)
+        summary = runtime.run(deadline, secret_arn=account.secret_arn)
     if args.json:
         _print_json(out, {"dryRun": args.dry_run, "summary": summary, "events": events})
     else:
@@ -139,14 +145,23 @@ def _render_poll(
             )
     else:
         console.print(f"published {summary.get('events_published', 0)} event(s) to bus '{bus}'")
-    keys = ("status", "operations_seen", "changes_detected", "comms_requests", "duration_ms", "bootstrapped")
+    keys = (
+        "accountSid",
+        "status",
+        "operations_seen",
+        "changes_detected",
+        "comms_requests",
+        "duration_ms",
+        "bootstrapped",
+    )
     console.print("run: " + ", ".join(f"{key}={summary.get(key)}" for key in keys))
     for error in summary.get("errors") or []:
         console.print(f"error: {error}")
 
 
 def cmd_checkpoint_show(args: argparse.Namespace, out: TextIO) -> int:
-    store = _store(_runtime())
+    runtime = _runtime()
+    store = _store(runtime, select(runtime, args.account))
     checkpoint = store.load_checkpoint()
     if checkpoint is None:
         if args.json:
@@ -174,7 +189,7 @@ def cmd_checkpoint_show(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_checkpoint_reset(args: argparse.Namespace, out: TextIO) -> int:
     runtime = _runtime()
-    store = _store(runtime)
+    store = _store(runtime, select(runtime, args.account))
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError("refusing to reset without confirmation: pass --yes")
@@ -193,7 +208,8 @@ def cmd_checkpoint_reset(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_operations_list(args: argparse.Namespace, out: TextIO) -> int:
-    store = _store(_runtime())
+    runtime = _runtime()
+    store = _store(runtime, select(runtime, args.account))
     tracked = sorted(store.active_index().values(), key=lambda state: state.created_at)
     if args.json:
         _print_json(out, [state.model_dump(mode="json") for state in tracked])
@@ -232,6 +248,7 @@ def _command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(handler=handler)
+    add_account_option(parser)  # every leaf reads or writes one account's runs, state or records
     return parser
 
 
@@ -316,7 +333,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     stream = out if out is not None else sys.stdout
     try:
         code: int = args.handler(args, stream)
-    except (CliError, StreamCliError, SettingsError, CommsApiError) as exc:
+    except (CliError, StreamCliError, AccountError, SettingsError, CommsApiError) as exc:
         sys.stderr.write(f"comms-bridge: {exc}\n")
         return 2
     except ClientError as exc:

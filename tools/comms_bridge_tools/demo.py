@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from comms_bridge_tools.demo_push import PushPath
 
 from comms_bridge.events.detail_types import DetailType
-from comms_bridge_tools import local_stack, local_up
+from comms_bridge_tools import demo_accounts, local_stack, local_up
 from comms_bridge_tools.lambda_runtime import (
     ASYNC_ATTEMPTS,
     REPO_ROOT,
@@ -61,6 +61,7 @@ from comms_bridge_tools.timeline import (
 )
 
 if TYPE_CHECKING:
+    from comms_sim.accounts import AccountSpec
     from comms_sim.scenario import Scenario
 
 STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
@@ -136,6 +137,18 @@ STORY_EXPECTATIONS: Final[Mapping[str, Expectation]] = {
     "stalled": Expectation("PROCESSING", (_S, _STALL), (_ERR,), alerts="stall"),
     "reminder": Expectation("COMPLETED", (_S,), (_ERR, _STALL)),
     "late-opens": Expectation("COMPLETED", (_S, _STATS), (_ERR, _STALL), stats_after_terminal=True),
+}
+# Keyed by the operation names of scenarios/storefront.yaml (the second account of the two-account demo).
+STOREFRONT_EXPECTATIONS: Final[Mapping[str, Expectation]] = {
+    "last-week": _QUIET,
+    "confirmations": Expectation("COMPLETED", (_S,), (_ERR, _STALL)),
+    "flash-sale": Expectation("COMPLETED", (_S, _ERR), (_STALL,), alerts="errors"),
+    "recalled": Expectation("CANCELED", (_S,), (_ERR, _STALL)),
+    "digest": Expectation("COMPLETED", (_S,), (_ERR, _STALL), stats_after_terminal=True),
+}
+EXPECTATIONS_BY_FILE: Final[Mapping[Path, Mapping[str, Expectation]]] = {
+    demo_accounts.STORY.resolve(): STORY_EXPECTATIONS,
+    demo_accounts.STOREFRONT.resolve(): STOREFRONT_EXPECTATIONS,
 }
 
 
@@ -289,6 +302,8 @@ class DemoOptions:
     keep_logs: bool = False
     # The Event Streams push path on (EnableEventStreams=true): deliveries this long after each change.
     push_delay: float | None = None
+    # Several Twilio accounts on one stack (None: the scenario's own, one unless it is an accounts file).
+    accounts: int | None = None
 
 
 class DemoInputError(Exception):
@@ -303,6 +318,28 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return load(path)
     except ScenarioError as exc:
+        raise DemoInputError(str(exc)) from None
+
+
+def load_accounts(path: Path, count: int | None) -> list[AccountSpec] | None:
+    """The accounts to run: an accounts file's, or ``count`` of them (``--accounts``); None for one account
+    (the single-account stack, as before). A ``DemoInputError`` for a bad file or a count that misfits."""
+    from comms_sim.accounts import load_setup  # noqa: PLC0415
+    from comms_sim.scenario import ScenarioError  # noqa: PLC0415
+
+    try:
+        setup = load_setup(path)
+    except ScenarioError as exc:
+        raise DemoInputError(str(exc)) from None
+    if isinstance(setup, list):
+        if count is not None and count != len(setup):
+            raise DemoInputError(f"{path} names {len(setup)} accounts: leave out --accounts {count}")
+        return setup
+    if count is None:
+        return None
+    try:
+        return demo_accounts.demo_accounts(count, setup, default_story=path.resolve() == STORY.resolve())
+    except ValueError as exc:
         raise DemoInputError(str(exc)) from None
 
 
@@ -392,14 +429,20 @@ def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
 
 
 def poller_schedule(aws: local_stack.LocalStack) -> tuple[str, str, Any]:
-    """(function logical id, schedule expression, payload) of the template's first schedule (one per
-    watched account, each an AWS::Scheduler::Schedule whose input names the account's secret)."""
-    for function_id, props in aws.schedules():
-        # EventBridge Scheduler hands the target its Input; with none set the payload is empty.
-        raw_input = props["Target"].get("Input")
-        payload = json.loads(raw_input) if isinstance(raw_input, str) else {}
-        return function_id, str(props["ScheduleExpression"]), payload
-    raise ValueError("template.yaml declares no schedule for a function")
+    """(function logical id, schedule expression, payload) of the template's first schedule."""
+    first = poller_schedules(aws)[0]
+    return first.function, first.expression, first.payload
+
+
+def poller_schedules(aws: local_stack.LocalStack) -> list[local_stack.Schedule]:
+    """The template's schedules as deployed here: one per watched account where the template generates
+    them per secret, all at one rate (the demo ticks them together)."""
+    found = local_stack.schedules(aws)
+    if not found:
+        raise ValueError("template.yaml declares no schedule for a function")
+    if len({schedule.expression for schedule in found}) > 1:
+        raise ValueError(f"the demo runs schedules of one rate, not {sorted({s.expression for s in found})}")
+    return found
 
 
 class DemoRun:
@@ -409,11 +452,25 @@ class DemoRun:
         self.options = options
         self.timeline = timeline
         self.handler_output = handler_output
-        self.scenario = load_scenario(options.scenario)
-        self.names = {op.id: op.name for op in self.scenario.operations}
-        self.result = DemoResult(scenario=self.scenario.name)
+        self.accounts = load_accounts(options.scenario, options.accounts)
+        if self.accounts is None:
+            self.scenario = load_scenario(options.scenario)
+            self.names = {op.id: op.name for op in self.scenario.operations}
+            self.owners: dict[str, demo_accounts.AccountOperation] = {}
+        else:
+            self.scenario = self.accounts[0].scenario
+            try:
+                self.owners = demo_accounts.operations(self.accounts)
+            except ValueError as exc:
+                raise DemoInputError(str(exc)) from None
+            self.names = {op_id: owner.label for op_id, owner in self.owners.items()}
+        if self.accounts is None:
+            name = self.scenario.name
+        else:
+            name = " + ".join(dict.fromkeys(account.scenario.name for account in self.accounts))
+        self.result = DemoResult(scenario=name)
         self.result.operations = {
-            op.id: OperationRecord(name=op.name, operation_id=op.id) for op in self.scenario.operations
+            op_id: OperationRecord(name=label, operation_id=op_id) for op_id, label in self.names.items()
         }
         self._validator = _Validator()
         self.functions: dict[str, LambdaFunction] = {}
@@ -436,6 +493,9 @@ class DemoRun:
             self.result.problems.append(
                 f"{detail_type} for {self._label(operation_id)} breaks its schema: {problem}"
             )
+        crossed = demo_accounts.crossed(detail, self.owners)
+        if crossed is not None:
+            self.result.problems.append(crossed)
         record = self.result.operations.get(str(operation_id))
         if record is not None:
             record.observe(detail_type, detail)
@@ -490,7 +550,8 @@ class DemoRun:
         """Scenario seconds by which every operation has shown its outcome: its terminal status, or for
         one that stops moving while PROCESSING, the stall. Late stats after that are not waited for."""
         settled = self.scenario.now
-        for op in self.scenario.operations:
+        scenarios = [self.scenario] if self.accounts is None else [a.scenario for a in self.accounts]
+        for op in (op for scenario in scenarios for op in scenario.operations):
             versions = op.versions()
             terminal = [v.time for v in versions if v.status in ("COMPLETED", "CANCELED")]
             if terminal:
@@ -513,9 +574,12 @@ class DemoRun:
         clock = ManualClock(start=anchor + timedelta(seconds=self.scenario.now))
 
         with contextlib.ExitStack() as stack:
-            sim = SimulatorServer(
-                self.scenario, clock=clock, credentials={DEMO_ACCOUNT_SID: DEMO_AUTH_TOKEN}, port=0
-            ).start()
+            if self.accounts is None:
+                sim = SimulatorServer(
+                    self.scenario, clock=clock, credentials={DEMO_ACCOUNT_SID: DEMO_AUTH_TOKEN}, port=0
+                ).start()
+            else:
+                sim = SimulatorServer(accounts=self.accounts, clock=clock, port=0).start()
             stack.callback(sim.stop)
             moto = MotoServer().start()
             stack.callback(moto.stop)
@@ -529,11 +593,13 @@ class DemoRun:
                 api_base_url=sim.base_url,
                 parameters=PUSH_STACK_PARAMETERS if self.options.push_delay is not None else None,
                 slack_webhook_url=slack.url,
+                accounts=None if self.accounts is None else demo_accounts.secrets(self.accounts),
             )
             routes = rule_routes(aws)
-            scheduled_id, expression, payload = poller_schedule(aws)
+            schedules = self._schedules(aws)
+            expression = schedules[0].expression
             interval = schedule_seconds(expression)
-            poller = self._function(aws, scheduled_id)
+            poller = self._function(aws, schedules[0].function)
             stall_after = int(poller.environment.get("STALL_AFTER_SECONDS", "1800"))
             end = anchor + timedelta(seconds=self._settled(stall_after) + TRAILING_TICKS * interval)
             ticks = max(1, int((end - clock.now()).total_seconds() // interval) + 1)
@@ -561,7 +627,8 @@ class DemoRun:
                     now = clock.now()
                     polls.append(now)
                     self.path = "poll"
-                    self._poll(poller, payload, aws=aws, routes=routes, slack=slack, now=now)
+                    for schedule in schedules:  # each account's schedule fires on the same tick
+                        self._poll(poller, schedule.payload, aws=aws, routes=routes, slack=slack, now=now)
                     self.result.polls = tick + 1
                     self.timeline.advance(tick + 1, _clock_text(clock.now()))
                     if self.options.speed:
@@ -583,6 +650,23 @@ class DemoRun:
                 f"{logical_id} invocation failed: {inv.error}" for inv in function.invocations if not inv.ok
             )
         return self.result
+
+    def _schedules(self, aws: local_stack.LocalStack) -> list[local_stack.Schedule]:
+        """The poller's schedules: one per account as the template generates them (``twilioSecretArn`` in
+        each input), checked against the accounts the demo runs."""
+        try:
+            schedules = poller_schedules(aws)
+        except ValueError as exc:
+            raise DemoInputError(str(exc)) from None
+        if self.accounts is not None:
+            watched = set(local_stack.twilio_secret_arns(aws))
+            named = {str(s.payload.get("twilioSecretArn")) for s in schedules if isinstance(s.payload, dict)}
+            if named != watched:
+                raise DemoInputError(
+                    f"template.yaml gives {len(schedules)} schedule(s) naming {len(named & watched)} of the "
+                    f"{len(watched)} accounts' secrets: it does not generate one schedule per account"
+                )
+        return schedules
 
     def _poll(
         self,
@@ -654,14 +738,28 @@ class DemoRun:
         now: datetime,
     ) -> None:
         t = self.timeline
-        t.title(f"comms-bridge demo: scenario '{self.scenario.name}' ({len(self.names)} operations)")
+        t.title(f"comms-bridge demo: scenario '{self.result.scenario}' ({len(self.names)} operations)")
+        if self.accounts is not None:
+            t.operation_width = max(t.operation_width, *(len(label) for label in self.names.values()))
+        for account in self.accounts or ():
+            t.setup_line(
+                "account",
+                f"{account.name} {account.sid}: story '{account.scenario.name}', its own secret and schedule",
+            )
         t.setup_line("Comms API", f"simulator {api}, API clock starts {now:%Y-%m-%d %H:%M}Z")
         t.setup_line("AWS", f"moto server {moto}, stack '{aws.prefix}' provisioned from template.yaml")
         t.setup_line("bus", f"{aws.bus_name} (source {aws.event_source})")
         for route in routes:
             targets = [*(f"{f} handler" for f in route.functions), *("alert topic" for _ in route.topics)]
             t.setup_line("rule", f"{route.rule} -> {', '.join(targets)}")
-        t.setup_line("schedule", f"{expression}: {ticks} polls of the poller handler")
+        if self.accounts is None:
+            t.setup_line("schedule", f"{expression}: {ticks} polls of the poller handler")
+        else:
+            t.setup_line(
+                "schedules",
+                f'{expression}, one per account ({{"twilioSecretArn": ...}}): {ticks} ticks of '
+                f"{len(self.accounts)} poller invocations",
+            )
         t.setup_line("alerts", "Slack: local webhook receiver; SNS: queue subscribed to the alert topic")
         t.blank()
 
@@ -755,6 +853,8 @@ def run_demo(options: DemoOptions, *, out: TextIO | None = None) -> DemoResult:
         Path(log_path).unlink(missing_ok=True)
         raise
     expectations = options.expectations
+    if expectations is None and run.accounts is not None:
+        expectations = demo_accounts.expectations(run.accounts, EXPECTATIONS_BY_FILE)
     if expectations is None:
         # Another scenario has no script to check against: only the generic checks (handlers, schemas) apply.
         expectations = STORY_EXPECTATIONS if options.scenario.resolve() == STORY.resolve() else {}
@@ -833,6 +933,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --push: Event Streams delivery delay after each change (default: %(default)s)",
     )
     parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="watch N Twilio accounts with one stack, each with its own secret and schedule (2: the story "
+        "and scenarios/storefront.yaml; --scenario may also be an accounts file, e.g. "
+        "scenarios/two-accounts.yaml)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print a machine-readable summary on stdout (timeline on stderr)"
     )
     return parser
@@ -850,6 +959,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         no_color=args.no_color,
         keep_logs=args.keep_logs,
         push_delay=args.push_delay if args.push else None,
+        accounts=args.accounts,
     )
     stream = out if out is not None else sys.stdout
     try:

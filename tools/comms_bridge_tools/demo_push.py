@@ -14,7 +14,7 @@ from typing import Any, Final
 from comms_bridge_tools.kinesis_events import KinesisPump
 from comms_bridge_tools.lambda_runtime import LambdaFunction
 from comms_sim import ManualClock, SimulatorServer
-from comms_sim.event_streams import Delivery, DeliveryFaults, Transition, plan_deliveries, transitions
+from comms_sim.event_streams import Delivery, DeliveryFaults, Transition, all_transitions, plan_deliveries
 
 BATCH_WINDOW_SECONDS: Final = 1  # the template's MaximumBatchingWindowInSeconds
 
@@ -47,7 +47,8 @@ class PushPath:
         until: datetime,
         faults: DeliveryFaults,
     ) -> PushPath:
-        found = transitions(sim, clock.now(), until)
+        # Every account's sink writes into the stack's one stream (each delivery names its account).
+        found = all_transitions(sim, clock.now(), until)
         planned = plan_deliveries(found, faults)
         delivered = {(d.transition.operation_id, d.transition.status) for d in planned}
         dropped = {(t.operation_id, t.status) for t in found} - delivered

@@ -731,6 +731,55 @@ class LocalStack:
             raise RuntimeError(f"put_events failed: {response['Entries']}")
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """One schedule of the template: what it invokes (a function's logical id), how often, with what."""
+
+    name: str  # the schedule's logical id, or the SAM function event's name
+    function: str
+    expression: str
+    payload: Any  # the event the target gets: the schedule's Input, parsed ({} without one)
+
+
+def schedules(stack: LocalStack) -> list[Schedule]:
+    """Every schedule that invokes one of the stack's functions: EventBridge Scheduler schedules
+    (``AWS::Scheduler::Schedule``, ``Fn::ForEach`` expanded: one per watched account) and SAM
+    ``ScheduleV2``/``Schedule`` function events, in template order. Only the target, the expression and
+    the input are resolved (roles and groups need no local value)."""
+    resolver = stack.resolver()
+    by_arn = {
+        stack.resource_names[f"{logical_id}.Arn"]: logical_id
+        for logical_id, _ in stack._resources("AWS::Serverless::Function")
+    }
+    found: list[Schedule] = []
+    for logical_id, props in stack._resources("AWS::Scheduler::Schedule"):
+        target = props.get("Target", {})
+        function = by_arn.get(str(resolver.resolve(target.get("Arn"))))
+        if function is not None:
+            expression = str(resolver.resolve(props.get("ScheduleExpression")))
+            payload = _payload(resolver.resolve(target.get("Input")))
+            found.append(Schedule(logical_id, function, expression, payload))
+    for event_type in ("ScheduleV2", "Schedule"):
+        for function, event_name, event in function_events(stack.template, event_type):
+            wanted = {k: v for k, v in event.items() if k in ("ScheduleExpression", "Schedule", "Input")}
+            resolved = resolver.resolve(wanted)
+            expression = str(resolved.get("ScheduleExpression") or resolved.get("Schedule"))
+            found.append(Schedule(event_name, function, expression, _payload(resolved.get("Input"))))
+    return found
+
+
+def twilio_secret_arns(stack: LocalStack) -> list[str]:
+    """Every watched account's secret: ``TwilioSecretArn`` and the ``TwilioSecretArns`` list, in order."""
+    arns = [stack.parameters.get("TwilioSecretArn", "")]
+    arns += stack.parameters.get("TwilioSecretArns", "").split(",")
+    return list(dict.fromkeys(arn.strip() for arn in arns if arn.strip()))
+
+
+def _payload(raw_input: Any) -> Any:
+    """A schedule's Input (JSON text) as the event its target receives; none: an empty event."""
+    return json.loads(raw_input) if isinstance(raw_input, str) and raw_input else {}
+
+
 def _fake_secret_arn(region: str, prefix: str, suffix: str) -> str:
     return f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT_ID}:secret:{prefix}/{suffix}-AbCdEf"
 

@@ -30,6 +30,7 @@ from comms_bridge_tools.moto_server import MotoServer
 
 if TYPE_CHECKING:
     from comms_sim import SimulatorServer
+    from comms_sim.accounts import AccountSpec
     from comms_sim.scenario import Scenario
 
 STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
@@ -54,9 +55,20 @@ def provision(
     api_base_url: str,
     slack_webhook_url: str | None = None,
     parameters: Mapping[str, str] | None = None,
+    accounts: Sequence[Mapping[str, str]] | None = None,
 ) -> local_stack.LocalStack:
     """The stack as the demo and ``make local`` build it in moto: the template's defaults, and only what a
-    deployment gets from outside set here (where the API is, and the two secrets)."""
+    deployment gets from outside set here (where the API is, and the secrets). ``accounts``: the secret
+    of each watched account (``TwilioSecretArns``); None: the one local account (``TwilioSecretArn``)."""
+    if accounts is not None:
+        return local_stack.LocalStack.provision(
+            session_or_env,
+            prefix=prefix,
+            # Every account in the list; TwilioSecretArn (the single-account form) stays empty.
+            parameters={"CommsApiBaseUrl": api_base_url, "TwilioSecretArn": "", **(parameters or {})},
+            twilio_secrets=accounts,
+            slack_webhook_url=slack_webhook_url,
+        )
     return local_stack.LocalStack.provision(
         session_or_env,
         prefix=prefix,
@@ -87,10 +99,12 @@ def export_lines(
     aws_env: Mapping[str, str], stack: local_stack.LocalStack, *, api_base_url: str
 ) -> list[str]:
     """What to paste into a shell: the AWS SDK pointed at moto, the CLI at the simulator and the stack."""
+    arns = local_stack.twilio_secret_arns(stack)
+    secrets = {"TWILIO_SECRET_ARN": arns[0]} if len(arns) == 1 else {"TWILIO_SECRET_ARNS": ",".join(arns)}
     values = {
         **aws_env,
         "COMMS_API_BASE_URL": api_base_url,
-        "TWILIO_SECRET_ARN": stack.parameters["TwilioSecretArn"],
+        **secrets,
         "STATE_TABLE_NAME": stack.state_table_name,
         "EVENT_BUS_NAME": stack.bus_name,
         "EVENT_SOURCE": stack.event_source,
@@ -110,7 +124,13 @@ class LocalStackServers:
 
 @contextlib.contextmanager
 def running(
-    scenario: Scenario, *, speed: float, start: str | None, simulator_port: int, moto_port: int
+    scenario: Scenario,
+    *,
+    speed: float,
+    start: str | None,
+    simulator_port: int,
+    moto_port: int,
+    accounts: Sequence[AccountSpec] | None = None,
 ) -> Iterator[LocalStackServers]:
     """Both servers started and the stack provisioned; everything stopped on the way out."""
     from comms_sim import AcceleratedClock, SimulatorServer  # noqa: PLC0415 -- keeps --help fast
@@ -123,13 +143,21 @@ def running(
         example = "2026-01-05T09:00:00Z"
         raise LocalUpError(f"--start {start!r} is not an RFC 3339 time; use e.g. {example}") from None
     with contextlib.ExitStack() as stack:
-        simulator = SimulatorServer(
-            scenario, clock=clock, credentials={LOCAL_ACCOUNT_SID: LOCAL_AUTH_TOKEN}, port=simulator_port
-        ).start()
+        if accounts is None:
+            simulator = SimulatorServer(
+                scenario, clock=clock, credentials={LOCAL_ACCOUNT_SID: LOCAL_AUTH_TOKEN}, port=simulator_port
+            ).start()
+        else:
+            simulator = SimulatorServer(accounts=accounts, clock=clock, port=simulator_port).start()
         stack.callback(simulator.stop)
         moto = MotoServer(port=moto_port).start()
         stack.callback(moto.stop)
-        provisioned = provision(moto.env(), prefix=LOCAL_PREFIX, api_base_url=simulator.base_url)
+        secrets = None if accounts is None else [
+            {"accountSid": spec.sid, "authToken": spec.auth_token} for spec in accounts
+        ]  # fmt: skip
+        provisioned = provision(
+            moto.env(), prefix=LOCAL_PREFIX, api_base_url=simulator.base_url, accounts=secrets
+        )
         yield LocalStackServers(simulator=simulator, moto=moto, stack=provisioned)
 
 
@@ -141,7 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
             "does, print the export lines for the comms-bridge CLI, and keep running until Ctrl-C."
         ),
     )
-    parser.add_argument("--scenario", type=Path, default=STORY, help="scenario file (default: the story)")
+    parser.add_argument(
+        "--scenario", type=Path, default=STORY, help="scenario or accounts file (default: the story)"
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="watch N Twilio accounts (2: the story and scenarios/storefront.yaml), each with its own secret",
+    )
     parser.add_argument(
         "--speed",
         type=float,
@@ -156,12 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> None:
     """Start, print the exports, wait for ``stop`` (set by Ctrl-C or SIGTERM), stop everything."""
-    from comms_bridge_tools.demo import DemoInputError, load_scenario  # noqa: PLC0415
+    from comms_bridge_tools.demo import DemoInputError, load_accounts, load_scenario  # noqa: PLC0415
 
     if args.speed <= 0:
         raise LocalUpError(f"--speed must be a positive number, not {args.speed}")
     try:
-        scenario = load_scenario(args.scenario)
+        accounts = load_accounts(args.scenario, args.accounts)
+        scenario = load_scenario(args.scenario) if accounts is None else accounts[0].scenario
     except DemoInputError as exc:
         raise LocalUpError(str(exc)) from None
     began = time.perf_counter()
@@ -171,16 +209,25 @@ def serve(args: argparse.Namespace, out: TextIO, stop: threading.Event) -> None:
         start=args.start,
         simulator_port=args.simulator_port,
         moto_port=args.moto_port,
+        accounts=accounts,
     ) as servers:
         elapsed = time.perf_counter() - began
+        playing = f"'{scenario.name}'" if accounts is None else f"{len(accounts)} accounts' stories"
         out.write(
             f"comms-bridge local stack up in {elapsed:.1f} s: simulator {servers.simulator.base_url} playing "
-            f"'{scenario.name}' (x{args.speed:g}), moto server {servers.moto.endpoint_url}, stack "
+            f"{playing} (x{args.speed:g}), moto server {servers.moto.endpoint_url}, stack "
             f"'{servers.stack.prefix}' provisioned from template.yaml.\n"
             "Paste these lines into another shell, then run .venv/bin/comms-bridge poll --dry-run:\n\n"
         )
         lines = export_lines(servers.moto.env(), servers.stack, api_base_url=servers.simulator.base_url)
-        out.write("\n".join(lines) + "\n\nCtrl-C stops both servers.\n")
+        out.write("\n".join(lines) + "\n")
+        if accounts is not None:
+            out.write(
+                "\nAccounts (pick one with --account, e.g. comms-bridge checkpoint show --account AC...):\n"
+            )
+            for spec in accounts:
+                out.write(f"  {spec.name:<12} {spec.sid}  scenario '{spec.scenario.name}'\n")
+        out.write("\nCtrl-C stops both servers.\n")
         out.flush()
         stop.wait()
     out.write("stopped: simulator and moto server shut down\n")

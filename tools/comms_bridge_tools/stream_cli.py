@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from comms_bridge_tools.cli_accounts import Selected, select
+
 if TYPE_CHECKING:
     from comms_bridge.poller.runtime import PollerRuntime
     from comms_bridge.stream.ledger import DynamoStreamLedger
@@ -34,11 +36,11 @@ class StreamCliError(Exception):
     """A problem the operator can fix; the CLI prints it without a stack trace."""
 
 
-def _ledger(runtime: PollerRuntime) -> DynamoStreamLedger:
+def _ledger(runtime: PollerRuntime, account: Selected) -> DynamoStreamLedger:
     from comms_bridge.stream.ledger import DynamoStreamLedger  # noqa: PLC0415 -- keeps --help instant
 
     return DynamoStreamLedger(
-        runtime.dynamodb, table_name=runtime.config.require_state_table(), account_sid=runtime.account_sid
+        runtime.dynamodb, table_name=runtime.config.require_state_table(), account_sid=account.account_sid
     )
 
 
@@ -57,13 +59,14 @@ def cmd_stream_validate(args: argparse.Namespace, out: TextIO, runtime: PollerRu
     sink = str(args.sink)
     if not SINK_SID.fullmatch(sink):
         raise StreamCliError("--sink must be a Sink SID: DG followed by 32 hex digits")
-    test = _ledger(runtime).latest_test_event()
+    account = select(runtime, args.account)
+    test = _ledger(runtime, account).latest_test_event()
     if test is None:
         raise StreamCliError(
             "no sink test event recorded yet: run `twilio api:events:v1:sinks:test:create --sid "
             f"{sink}` and wait until the stream consumer has read it (comms-bridge stream status)"
         )
-    credentials = load_credentials(runtime.config)
+    credentials = load_credentials(runtime.config, secret_arn=account.secret_arn)
     try:
         response = requests.post(
             f"{_events_api_root()}/Sinks/{sink}/Validate",
@@ -93,7 +96,7 @@ def cmd_stream_validate(args: argparse.Namespace, out: TextIO, runtime: PollerRu
 
 
 def cmd_stream_status(args: argparse.Namespace, out: TextIO, runtime: PollerRuntime) -> int:
-    seen = sorted(_ledger(runtime).types_seen(), key=lambda t: t.type)
+    seen = sorted(_ledger(runtime, select(runtime, args.account)).types_seen(), key=lambda t: t.type)
     age = _iterator_age_ms(args.function)
     if args.json:
         rows = [

@@ -248,6 +248,8 @@ class Timeline:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        # Widened for labels that name the account too (``globex/flash-sale``, the multi-account demo).
+        self.operation_width = OPERATION_WIDTH
         self._progress: Progress | None = None
         self._task: Any = None
         self._total = 0
@@ -274,7 +276,7 @@ class Timeline:
 
     def event(self, event: TimelineEvent) -> None:
         # One line per event, however long: a transcript or a pipe keeps one event per line.
-        self.console.print(format_event_line(event), soft_wrap=True)
+        self.console.print(format_event_line(event, operation_width=self.operation_width), soft_wrap=True)
 
     def alert(self, alert: AlertView) -> None:
         """The first alert of an operation on a channel in full (its first lines); later ones, which the
