@@ -16,16 +16,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
+from benchmarks.bill import (
+    ARCHIVE_GB_IN,
+    ARCHIVE_GB_MONTH,
+    EVENTS_PER_MILLION,
+    LAMBDA_GB_SECOND,
+    LAMBDA_PER_MILLION,
+    READ_UNIT_PRICE,
+    WRITE_UNIT_PRICE,
+)
 from benchmarks.results import LATEST, BenchResults, RunFigures, load
 
 PER_MILLION: Final = 1_000_000
-EVENTBRIDGE_PER_MILLION_EVENTS: Final = 1.00
-DYNAMODB_PER_MILLION_WRITE_UNITS: Final = 0.625
-DYNAMODB_PER_MILLION_READ_UNITS: Final = 0.125
-LAMBDA_ARM64_PER_GB_SECOND: Final = 0.0000133334
-LAMBDA_PER_MILLION_REQUESTS: Final = 0.20
-ARCHIVE_PER_GB_INGESTED: Final = 0.10
-ARCHIVE_PER_GB_MONTH: Final = 0.023
+# One price list for the benchmarks: the cost page's (benchmarks.bill).
+EVENTBRIDGE_PER_MILLION_EVENTS: Final = EVENTS_PER_MILLION
+DYNAMODB_PER_MILLION_WRITE_UNITS: Final = WRITE_UNIT_PRICE
+DYNAMODB_PER_MILLION_READ_UNITS: Final = READ_UNIT_PRICE
+LAMBDA_ARM64_PER_GB_SECOND: Final = LAMBDA_GB_SECOND
+LAMBDA_PER_MILLION_REQUESTS: Final = LAMBDA_PER_MILLION
+ARCHIVE_PER_GB_INGESTED: Final = ARCHIVE_GB_IN
+ARCHIVE_PER_GB_MONTH: Final = ARCHIVE_GB_MONTH
 POLLER_MEMORY_MB: Final = 256  # template.yaml, Globals.Function.MemorySize
 ARCHIVE_RETENTION_DAYS: Final = 90  # template.yaml, ArchiveRetentionDays default
 ENVELOPE_BYTES: Final = 250
