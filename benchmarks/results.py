@@ -115,9 +115,35 @@ class WindowResult:
         """Steady-state Comms requests per run against one full-window scan."""
         return self.steady.comms_requests / self.full_scan_requests if self.full_scan_requests else 0.0
 
+    @property
+    def max_requests(self) -> float:
+        """Comms requests of the dearest measured run (issue 15: at most 2x the mean)."""
+        return max((r.comms_requests for r in self.steady_runs), default=0.0)
+
+    @property
+    def floor_requests(self) -> float | None:
+        """The cadence floor of a steady run: the every-run floor, the banded estimate and the active
+        listings the runs made (PROCESSING pages, and SCHEDULED only where the poller could not prove it
+        needless). None without a floor (a burst, a single run)."""
+        if self.floor is None:
+            return None
+        return self.floor.every_run + self.floor.banded + self.steady.comms_by_listing.get("active", 0.0)
+
+    def requests(self) -> dict[str, float | None]:
+        """Requests per steady run: mean, max and floor, and the ratios the targets are about."""
+        mean, floor = self.steady.comms_requests, self.floor_requests
+        return {
+            "mean": round(mean, 3),
+            "max": self.max_requests,
+            "floor": None if floor is None else round(floor, 3),
+            "mean_over_floor": round(mean / floor, 3) if floor else None,
+            "max_over_mean": round(self.max_requests / mean, 3) if mean else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ratio"] = round(self.ratio, 4)
+        data["requests"] = self.requests()
         return data
 
     @classmethod
