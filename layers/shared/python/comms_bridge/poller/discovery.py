@@ -2,11 +2,13 @@
 
 The list API filters on ``createdAt`` (``startDate``/``endDate``) and ``status`` only. A run lists:
 
-* the active set: ``status=PROCESSING`` and ``status=SCHEDULED`` over the retention window;
+* the active set: ``status=PROCESSING`` and ``status=SCHEDULED`` over the retention window, the latter
+  only when it can show something new (:func:`scheduled_listing_needed` gives the argument);
 * the recent set: everything created since the start of the hour bucket that is ``recent_window`` old
   (new operations of any status, and every-run follow-up of young ones);
 * due hour buckets: absolute hours of ``createdAt`` (membership never changes), each listed when the time
-  since its last complete listing reaches the cadence for its age (see :class:`Cadence`).
+  since its last complete listing reaches the cadence for its age (see :class:`Cadence`), or earlier at
+  its slot, which spreads the slower bands over their interval (:func:`due_buckets`, :func:`slot_passed`).
 
 A listed operation is a *candidate* (its state is read and compared) only if its ``updatedAt`` is not
 older than the source's previous complete listing minus ``lookback`` and its exact version is not among
