@@ -143,9 +143,32 @@ class WindowResult:
         """Steady-state Comms requests per run against one full-window scan."""
         return self.steady.comms_requests / self.full_scan_requests if self.full_scan_requests else 0.0
 
+    @property
+    def max_requests(self) -> float:
+        """Comms requests of the dearest measured run (issue 15: at most 2x the mean)."""
+        return max((r.comms_requests for r in self.steady_runs), default=0.0)
+
+    @property
+    def floor_requests(self) -> float | None:
+        """The cadence floor of a steady run (:attr:`FloorFigures.total`: every-run floor, banded estimate
+        and the active pages of the statuses someone is in). None without one (a burst, older results)."""
+        return None if self.floor is None else self.floor.total
+
+    def requests(self) -> dict[str, float | None]:
+        """Requests per steady run: mean, max and floor, and the ratios the targets are about."""
+        mean, floor = self.steady.comms_requests, self.floor_requests
+        return {
+            "mean": round(mean, 3),
+            "max": self.max_requests,
+            "floor": None if floor is None else round(floor, 3),
+            "mean_over_floor": round(mean / floor, 3) if floor else None,
+            "max_over_mean": round(self.max_requests / mean, 3) if mean else None,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ratio"] = round(self.ratio, 4)
+        data["requests"] = self.requests()
         return data
 
     @classmethod

@@ -103,6 +103,28 @@ def test_ratio_is_steady_requests_over_a_full_scan() -> None:
     assert window("100k", 100_000, 5).ratio == pytest.approx(0.05)
 
 
+def test_requests_per_run_carry_mean_max_and_floor() -> None:
+    """Issue 15's request targets read these: the mean within 1.05x of the floor, the max within 2x the
+    mean. The floor adds the active listings the runs made to the cadence's own floor."""
+    warmed = window("100k", 100_000, 10, warmup_runs=60)
+    for run in warmed.steady_runs:
+        run.comms_by_listing = {"active": 2.0}
+    warmed.steady = mean_figures(warmed.steady_runs)
+    assert warmed.max_requests == 11
+    assert warmed.floor_requests == pytest.approx(3.0 + 1.5 + 2.0)
+    assert warmed.requests() == {
+        "mean": 10,
+        "max": 11,
+        "floor": 6.5,
+        "mean_over_floor": round(10 / 6.5, 3),
+        "max_over_mean": 1.1,
+    }
+    assert warmed.to_dict()["requests"]["max"] == 11
+    assert window("1k", 1_000, 3).requests()["floor"] is None
+    steady_row = rows(BenchResults("x", False, {}, {}, windows=[warmed]), peaks=True)[1]
+    assert steady_row[2] == "10 (max 11)"
+
+
 def test_results_file_round_trips(tmp_path: Path) -> None:
     path = results().save(tmp_path / "latest.json")
     again = load(path)

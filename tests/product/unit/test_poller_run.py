@@ -152,7 +152,9 @@ def test_an_older_bucket_is_followed_up_on_its_cadence() -> None:
         step(w)
         if events(w):
             seen_at.append(minute)
-    assert seen_at == [15]  # 15 minutes for buckets of 1-24 hours (DEFAULT_CADENCE)
+    # 15 minutes for buckets of 1-24 hours (DEFAULT_CADENCE): once, at the bucket's slot, which comes
+    # round after half the interval at the earliest and after the whole interval at the latest.
+    assert len(seen_at) == 1 and 8 <= seen_at[0] <= 15
 
 
 def test_a_stall_is_reported_once_and_re_armed_when_the_operation_moves() -> None:

@@ -2,11 +2,13 @@
 
 The list API filters on ``createdAt`` (``startDate``/``endDate``) and ``status`` only. A run lists:
 
-* the active set: ``status=PROCESSING`` and ``status=SCHEDULED`` over the retention window;
+* the active set: ``status=PROCESSING`` and ``status=SCHEDULED`` over the retention window, the latter
+  only when it can show something new (:func:`scheduled_listing_needed` gives the argument);
 * the recent set: everything created since the start of the hour bucket that is ``recent_window`` old
   (new operations of any status, and every-run follow-up of young ones);
 * due hour buckets: absolute hours of ``createdAt`` (membership never changes), each listed when the time
-  since its last complete listing reaches the cadence for its age (see :class:`Cadence`).
+  since its last complete listing reaches the cadence for its age (see :class:`Cadence`), or earlier at
+  its slot, which spreads the slower bands over their interval (:func:`due_buckets`, :func:`slot_passed`).
 
 A listed operation is a *candidate* (its state is read and compared) only if its ``updatedAt`` is not
 older than the source's previous complete listing minus ``lookback`` and its exact version is not among
@@ -115,10 +117,49 @@ class BucketView:
     completed: datetime | None
 
 
+STAGGER_PAGES: Final = 3
+"""Pages a stagger block aims at: big enough that the half page a listing wastes on average stays small
+beside it, small enough that a run listing one block (or a block of each band) stays near the mean."""
+
+_GOLDEN: Final = (5**0.5 - 1) / 2
+
+
+def stagger_block(counts: Mapping[str, int | None], page_size: int) -> int:
+    """Adjacent hours that share a follow-up slot: about :data:`STAGGER_PAGES` pages of operations at the
+    window's mean listed count (1 while nothing was listed yet)."""
+    known = [count for count in counts.values() if count]
+    if not known:
+        return 1
+    mean = sum(known) / len(known)
+    return max(1, min(MAX_RANGE_BUCKETS, round(STAGGER_PAGES * page_size / mean)))
+
+
+def slot_passed(bucket: str, refreshed: datetime, now: datetime, interval: timedelta, *, block: int) -> bool:
+    """True if the bucket's follow-up slot came round since ``refreshed``.
+
+    Slots repeat every ``interval`` at a phase fixed by the bucket's block of ``block`` adjacent absolute
+    hours: the phase of block ``k`` is ``frac(k * 0.618...) * interval``, so any run of consecutive blocks
+    is spread evenly over the interval and adjacent hours of a block share a listing. Any grid of spacing
+    ``interval`` has a point in every half-open stretch of that length, so a bucket whose interval has
+    passed since ``refreshed`` always has its slot passed too: slots only ever bring a listing forward."""
+    block_index = int(bucket_start(bucket).timestamp()) // 3600 // max(block, 1)
+    period = interval.total_seconds()
+    phase = (block_index * _GOLDEN) % 1.0 * period
+    moment = now.timestamp()
+    slot = moment - (moment - phase) % period
+    return refreshed.timestamp() < slot
+
+
 def due_buckets(
-    now: datetime, cadence: Cadence, buckets: Mapping[str, BucketView], *, limit: int
+    now: datetime, cadence: Cadence, buckets: Mapping[str, BucketView], *, limit: int, block: int = 0
 ) -> list[str]:
-    """Buckets older than the recent listing's reach whose follow-up is due, most overdue first."""
+    """Buckets older than the recent listing's reach whose follow-up is due, most overdue first.
+
+    A bucket is due once the interval of its age has passed since its last complete listing. With
+    ``block`` (see :func:`stagger_block`; 0: no stagger) it is due earlier too, at its slot (see
+    :func:`slot_passed`) once half its interval has passed: buckets listed together once (a bootstrap,
+    a band boundary) spread over the runs of their interval instead of falling due on the same run
+    every interval, and each still gets its listing at least every interval."""
     covered_from = recent_start(now, cadence)
     scored: list[tuple[timedelta, str]] = []
     for bucket in window_buckets(now):
@@ -132,9 +173,14 @@ def due_buckets(
         age = now - (start + HOUR)
         if view.completed is not None:
             age = min(age, now - view.completed)
-        overdue = (now - view.refreshed) - cadence.interval(max(age, timedelta(0)))
-        if overdue >= timedelta(0):
-            scored.append((overdue, bucket))
+        interval = cadence.interval(max(age, timedelta(0)))
+        elapsed = now - view.refreshed
+        if elapsed >= interval or (
+            block
+            and elapsed * 2 >= interval
+            and slot_passed(bucket, view.refreshed, now, interval, block=block)
+        ):
+            scored.append((elapsed - interval, bucket))
     scored.sort(key=lambda pair: (-pair[0].total_seconds(), pair[1]))
     return [bucket for _, bucket in scored[:limit]]
 
@@ -388,13 +434,15 @@ def plan_recent(
     bootstrapped: bool,
     page_size: int,
     max_buckets: int,
+    block: int = 0,
 ) -> RecentListing:
     """The recent window, reaching further back over the adjacent buckets :func:`extend_recent` takes. A
-    bootstrap does not extend it: the bucket listings cover everything older once anyway."""
+    bootstrap does not extend it: the bucket listings cover everything older once anyway. ``block``: see
+    :func:`due_buckets`."""
     start = recent_start(now, cadence)
     if not bootstrapped:
         return RecentListing(start, seen_through)
-    due = due_buckets(now, cadence, views, limit=max_buckets)
+    due = due_buckets(now, cadence, views, limit=max_buckets, block=block)
     extra = extend_recent(start, due, views, counts, page_size=page_size, window=window_buckets(now))
     if not extra:
         return RecentListing(start, seen_through)
@@ -420,13 +468,14 @@ def plan_due(
     bootstrapped: bool,
     max_buckets: int,
     departed: Iterable[tuple[str, str]] = (),
+    block: int = 0,
 ) -> list[str]:
     """The hour buckets to list after the recent listing, most overdue first: the due ones it did not
     cover, and ahead of them the buckets holding two or more departed operations (``departed``: (id,
     createdAt) of tracked operations no longer listed as active), which one listing finds cheaper than a
-    fetch each."""
+    fetch each. ``block``: see :func:`due_buckets`."""
     if bootstrapped:
-        due = due_buckets(now, cadence, views, limit=max_buckets)
+        due = due_buckets(now, cadence, views, limit=max_buckets, block=block)
         due = [b for b in due if bucket_start(b) < recent_from]
     else:
         due = due_buckets(now, cadence, views, limit=BOOTSTRAP_DUE_LIMIT)
@@ -435,6 +484,45 @@ def plan_due(
         if bucket in window and bucket not in due and bucket_start(bucket) < recent_from and len(ids) > 1:
             due.insert(0, bucket)
     return due
+
+
+def scheduled_listing_needed(
+    now: datetime,
+    views: Mapping[str, BucketView],
+    *,
+    recent_from: datetime,
+    tracking_scheduled: bool,
+    lookback: timedelta,
+) -> bool:
+    """Whether the run has to list ``status=SCHEDULED``; False only when that listing provably shows
+    nothing the run does not see anyway.
+
+    An operation can be created SCHEDULED at any moment, so "nothing can be scheduled" is an argument
+    about what the poller has seen, not about the account. The listing is skipped only when
+
+    1. no tracked operation is SCHEDULED (``tracking_scheduled`` is False: the active index holds none), and
+    2. every bucket of the window older than ``recent_from`` (the start of this run's recent listing)
+       had a complete listing that started at least ``lookback`` after the bucket's last hour ended.
+
+    Then an operation that is SCHEDULED now was either created at or after ``recent_from``, and the
+    recent listing of this run shows it whatever its status, or created before: then (2) a complete
+    listing showed it after its creation, and the run that took that listing recorded it (its state is
+    written before the listing counts as complete). Recorded as SCHEDULED, it would be in the active
+    index until the poller sees it in another status, contradicting (1); recorded in another status, it
+    is SCHEDULED now only by moving back, which a tracked active operation does as a departure (no
+    active listing shows it: its bucket is listed or it is fetched) and a terminal one never does.
+    Skipping loses nothing else: a SCHEDULED operation turning PROCESSING shows in the PROCESSING
+    listing, and every operation still gets its bucket's follow-up at the cadence."""
+    if tracking_scheduled:
+        return True
+    for bucket in window_buckets(now):
+        start = bucket_start(bucket)
+        if start >= recent_from:
+            continue
+        refreshed = views.get(bucket, BucketView(None, None)).refreshed
+        if refreshed is None or refreshed < start + HOUR + lookback:
+            return True
+    return False
 
 
 def eligible_buckets(now: datetime, recent_from: datetime) -> list[str]:

@@ -11,7 +11,13 @@ from comms_bridge.poller.candidates import Candidates
 from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import BucketState, Checkpoint, bucket_counts, bucket_views
 from comms_bridge.poller.config import PollerConfig
-from comms_bridge.poller.discovery import RecentListing, bucket_start, plan_recent, window_buckets
+from comms_bridge.poller.discovery import (
+    RecentListing,
+    bucket_start,
+    plan_recent,
+    stagger_block,
+    window_buckets,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class RunFrame:
     index: Mapping[str, TrackedOperation]
     buckets: dict[str, BucketState]
     candidates: Candidates
+    # Adjacent hours sharing a follow-up slot (discovery.stagger_block), fixed for the whole run.
+    block: int = 0
     listed_ids: set[str] = field(default_factory=set)
     # (bucket, API time its listing started, operations listed): committed by the next successful flush.
     uncommitted: list[tuple[str, datetime, int]] = field(default_factory=list)
@@ -43,6 +51,7 @@ class RunFrame:
     ) -> RunFrame:
         seen_through = parse_timestamp(checkpoint.seen_through) if checkpoint.seen_through else None
         buckets = dict(checkpoint.buckets)
+        block = stagger_block(bucket_counts(buckets), config.page_size)
         recent = plan_recent(
             run_start,
             config.cadence,
@@ -52,8 +61,9 @@ class RunFrame:
             bootstrapped=checkpoint.bootstrapped,
             page_size=config.page_size,
             max_buckets=config.max_buckets_per_run,
+            block=block,
         )
-        return cls(run_start, checkpoint, seen_through, recent, index, buckets, candidates)
+        return cls(run_start, checkpoint, seen_through, recent, index, buckets, candidates, block)
 
     def departures(self) -> dict[str, TrackedOperation]:
         """Tracked active operations no listing showed (so far: the active and the recent one): they turned

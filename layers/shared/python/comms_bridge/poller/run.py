@@ -44,10 +44,10 @@ from comms_bridge.poller.discovery import (
     RETENTION,
     RecentVersions,
     bucket_start,
-    eligible_buckets,
     narrowed_bootstrap_range,
     plan_due,
     plan_ranges,
+    scheduled_listing_needed,
 )
 from comms_bridge.poller.frame import RunFrame
 from comms_bridge.poller.ports import (
@@ -226,15 +226,19 @@ class PollerRun:
     # -- phase: the active and the recent set ----------------------------------------------------------
 
     def _list_active_and_recent(self, frame: RunFrame, processing: Iterator[OperationsPage]) -> _Listed:
-        """Every run lists the active set (PROCESSING, SCHEDULED) and the recent set; the recent listing
-        reaches further back over adjacent buckets that are due (or fit in its pages for free)."""
+        """Every run lists the active set (PROCESSING, and SCHEDULED unless
+        :func:`~comms_bridge.poller.discovery.scheduled_listing_needed` proves it needless) and the recent
+        set; the recent listing reaches further back over adjacent buckets that are due (or fit in its
+        pages for free)."""
         skipped_before = self.summary.skipped_malformed
-        scheduled_since = frame.run_start - RETENTION - HOUR
         read = self.reader.read
-        active_complete = read(frame, processing, frame.seen_through) and read(
-            frame,
-            self.reader.pages(status=OperationStatus.SCHEDULED, start=scheduled_since),
-            frame.seen_through,
+        active_complete = read(frame, processing, frame.seen_through) and (
+            not self._needs_scheduled_listing(frame)
+            or read(
+                frame,
+                self.reader.pages(status=OperationStatus.SCHEDULED, start=frame.run_start - RETENTION - HOUR),
+                frame.seen_through,
+            )
         )
         self._count_requests("active", self._requests_before)
         mark = self.source.request_count
@@ -248,6 +252,17 @@ class PollerRun:
         # A listing with malformed items is not "seen through": the next run lists it again, so a version
         # that was malformed once is not lost. (Departures only need the listing read to the end.)
         return _Listed(complete, self.summary.skipped_malformed == skipped_before, counts)
+
+    def _needs_scheduled_listing(self, frame: RunFrame) -> bool:
+        needed = scheduled_listing_needed(
+            frame.run_start,
+            bucket_views(frame.buckets),
+            recent_from=frame.recent.start,
+            tracking_scheduled=any(s.status is OperationStatus.SCHEDULED for s in frame.index.values()),
+            lookback=self.config.lookback,
+        )
+        self.summary.scheduled_listing_skipped = not needed
+        return needed
 
     def _check_stalls(self, frame: RunFrame) -> None:
         """Tracked PROCESSING operations listed again get the stall rule even when unchanged. A baseline
@@ -277,12 +292,12 @@ class PollerRun:
             bootstrapped=frame.checkpoint.bootstrapped,
             max_buckets=cfg.max_buckets_per_run,
             departed=((op_id, state.created_at) for op_id, state in departed.items()),
+            block=frame.block,
         )
-        eligible = eligible_buckets(now, frame.recent.start)
+        # No bucket that is not due rides along: with staggered slots (discovery.due_buckets) a bucket
+        # that rode along once is listed again at its own slot anyway, so the free ride would be a waste.
         counts, span = bucket_counts(frame.buckets), frame.checkpoint.bootstrap_range
-        return plan_ranges(
-            due, views, counts, page_size=cfg.page_size, eligible=eligible, bootstrap_range=span
-        )
+        return plan_ranges(due, views, counts, page_size=cfg.page_size, bootstrap_range=span)
 
     def _list_due_buckets(self, frame: RunFrame, ranges: list[list[str]]) -> None:
         """One listing per range, most overdue first, as long as the time budget lasts."""

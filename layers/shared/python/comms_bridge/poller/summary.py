@@ -41,6 +41,7 @@ class RunSummary:
     retention_dropped: int = 0
     buckets_refreshed: int = 0
     buckets_due_left: int = 0
+    scheduled_listing_skipped: bool = False  # proven needless (discovery.scheduled_listing_needed)
     comms_requests: int = 0
     put_events_calls: int = 0
     requests_by_listing: dict[str, int] = field(default_factory=dict)
