@@ -17,12 +17,11 @@ floor is already high).
   operations were listed in full pages once per interval and nothing else: an estimate (a real run can
   share pages between bands), not a bound.
 
-The cadence floor of a run (issue 15's target: the mean within 1.05x of it) adds the active listings a run
-cannot avoid: the pages of ``status=PROCESSING``, and ``status=SCHEDULED`` only while the poller cannot
-prove that listing needless (a SCHEDULED operation is tracked, or an older bucket was not listed after its
-hour ended; see ``scheduled_listing_needed``). ``make bench`` takes them from the runs it measured
-(``WindowResult.floor_requests``). Slots (``due_buckets``) spread the slower bands over their interval;
-they do not change what the bands cost.
+The cadence floor of a run (issue 15's target: the mean within 1.05x of it) is every-run + banded +
+active (``FloorFigures.total``, read by ``WindowResult.floor_requests``). The poller skips the SCHEDULED
+listing only while it can prove it needless (``scheduled_listing_needed``), which is never more than the
+active floor counts for a status nobody is in. Slots (``due_buckets``) spread the slower bands over their
+interval; they do not change what the bands cost.
 """
 
 from __future__ import annotations

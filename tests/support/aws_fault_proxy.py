@@ -312,6 +312,7 @@ class AwsFaultProxy:
     @property
     def event_keys(self) -> Counter[tuple[str, str]]:
         return self._server.state.event_keys
+
     def observe(self, observer: Observer | None) -> None:
         self._server.state.observer = observer
 
