@@ -535,13 +535,6 @@ class LocalStack:
             )
             self.resource_names[logical_id] = name
 
-    def schedules(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(target function's logical id, resolved properties) of each schedule the stack has."""
-        for logical_id, declared in self._resources("AWS::Scheduler::Schedule"):
-            target = declared["Target"]["Arn"]
-            function_id = target["Fn::GetAtt"][0] if isinstance(target, dict) else logical_id
-            yield function_id, self.resolver().resolve(declared)
-
     def schedule_inputs(self) -> dict[str, dict[str, Any]]:
         """Schedule name -> the event its target invokes the poller with, as moto holds them."""
         scheduler = self.client("scheduler")

@@ -173,7 +173,8 @@ class ChangeApplier:
         self._read_missing(observed)
         work = _Round(observed, {op for op in stall_checks - observed.keys() if op in self._known})
         deferred = self._claim_all(work)
-        failed = self._publish({op_id: d.changes for op_id, d in work.claimed.items() if d.changes})
+        owed = {op_id: d.changes for op_id, d in work.claimed.items() if d.changes}
+        failed = publish_in_rounds(self.sink, owed, self.tally)
         work.failed |= failed
         self._settle(work.claimed, failed)
         processed = tuple(
@@ -279,7 +280,7 @@ class ChangeApplier:
             )
             for op_id, stored in lapsed.items()
         }
-        broken = self._publish({op_id: changes for op_id, changes in owed.items() if changes})
+        broken = publish_in_rounds(self.sink, {op: c for op, c in owed.items() if c}, self.tally)
         settles = [
             _settle_of(stored, stored.claim.owner, self._indexed)
             for op_id, stored in lapsed.items()
@@ -371,15 +372,9 @@ class ChangeApplier:
 
     def _index_moved(self, state: TrackedOperation) -> None:
         if self._indexed is not None:
-            if state.status.terminal:
-                self._indexed.discard(state.operation_id)
-            else:
-                self._indexed.add(state.operation_id)
+            (self._indexed.discard if state.status.terminal else self._indexed.add)(state.operation_id)
 
     # -- publishing and settling ------------------------------------------------------------------------
-
-    def _publish(self, changes: dict[str, list[Change]]) -> set[str]:
-        return publish_in_rounds(self.sink, changes, self.tally)
 
     def _settle(self, claimed: Mapping[str, Decision], failed: Set[str]) -> None:
         """Settle this applier's claims: removed once all their events are out (the index entry follows),

@@ -159,7 +159,7 @@ class PollerRun:
             seen_through = frame.mark_recent_listed(listed.counts)
         departed = frame.departures() if listed.complete else {}
         self.summary.departures = len(departed)
-        self._list_due_buckets(frame, self._plan_bucket_listings(frame, departed))
+        self._list_due_buckets(frame, plan_bucket_listings(frame, self.config, self.source.now(), departed))
         self._fetch_departures(frame, departed)
         self._flush(frame)
         self._save(frame, seen_through)
@@ -233,7 +233,7 @@ class PollerRun:
         skipped_before = self.summary.skipped_malformed
         read = self.reader.read
         active_complete = read(frame, processing, frame.seen_through) and (
-            not self._needs_scheduled_listing(frame)
+            not self._scheduled_listing_needed(frame)
             or read(
                 frame,
                 self.reader.pages(status=OperationStatus.SCHEDULED, start=frame.run_start - RETENTION - HOUR),
@@ -253,14 +253,8 @@ class PollerRun:
         # that was malformed once is not lost. (Departures only need the listing read to the end.)
         return _Listed(complete, self.summary.skipped_malformed == skipped_before, counts)
 
-    def _needs_scheduled_listing(self, frame: RunFrame) -> bool:
-        needed = scheduled_listing_needed(
-            frame.run_start,
-            bucket_views(frame.buckets),
-            recent_from=frame.recent.start,
-            tracking_scheduled=any(s.status is OperationStatus.SCHEDULED for s in frame.index.values()),
-            lookback=self.config.lookback,
-        )
+    def _scheduled_listing_needed(self, frame: RunFrame) -> bool:
+        needed = scheduled_listing_needed_for(frame, self.config)
         self.summary.scheduled_listing_skipped = not needed
         return needed
 
@@ -275,29 +269,6 @@ class PollerRun:
                 frame.candidates.check_stall(op_id)
 
     # -- phase: due buckets (the departures' included) ---------------------------------------------
-
-    def _plan_bucket_listings(
-        self, frame: RunFrame, departed: Mapping[str, TrackedOperation]
-    ) -> list[list[str]]:
-        """The ranges to list (adjacent buckets sharing a listing), most overdue first; the arithmetic is
-        in :mod:`comms_bridge.poller.discovery`."""
-        cfg = self.config
-        now = self.source.now()
-        views = bucket_views(frame.buckets)
-        due = plan_due(
-            now,
-            cfg.cadence,
-            views,
-            recent_from=frame.recent.start,
-            bootstrapped=frame.checkpoint.bootstrapped,
-            max_buckets=cfg.max_buckets_per_run,
-            departed=((op_id, state.created_at) for op_id, state in departed.items()),
-            block=frame.block,
-        )
-        # No bucket that is not due rides along: with staggered slots (discovery.due_buckets) a bucket
-        # that rode along once is listed again at its own slot anyway, so the free ride would be a waste.
-        counts, span = bucket_counts(frame.buckets), frame.checkpoint.bootstrap_range
-        return plan_ranges(due, views, counts, page_size=cfg.page_size, bootstrap_range=span)
 
     def _list_due_buckets(self, frame: RunFrame, ranges: list[list[str]]) -> None:
         """One listing per range, most overdue first, as long as the time budget lasts."""
@@ -397,6 +368,40 @@ class PollerRun:
         s.duration_ms = int((time.monotonic() - started) * 1000)
         _take_counts(s, self.tally, self.store.counters)
         s.put_metrics(self.metrics)
+
+
+def scheduled_listing_needed_for(frame: RunFrame, config: PollerConfig) -> bool:
+    """Whether this run must list ``status=SCHEDULED`` (the argument is in
+    :func:`comms_bridge.poller.discovery.scheduled_listing_needed`)."""
+    return scheduled_listing_needed(
+        frame.run_start,
+        bucket_views(frame.buckets),
+        recent_from=frame.recent.start,
+        tracking_scheduled=any(s.status is OperationStatus.SCHEDULED for s in frame.index.values()),
+        lookback=config.lookback,
+    )
+
+
+def plan_bucket_listings(
+    frame: RunFrame, config: PollerConfig, now: datetime, departed: Mapping[str, TrackedOperation]
+) -> list[list[str]]:
+    """The ranges to list (adjacent buckets sharing a listing), most overdue first; the arithmetic is
+    in :mod:`comms_bridge.poller.discovery`."""
+    views = bucket_views(frame.buckets)
+    due = plan_due(
+        now,
+        config.cadence,
+        views,
+        recent_from=frame.recent.start,
+        bootstrapped=frame.checkpoint.bootstrapped,
+        max_buckets=config.max_buckets_per_run,
+        departed=((op_id, state.created_at) for op_id, state in departed.items()),
+        block=frame.block,
+    )
+    # No bucket that is not due rides along: with staggered slots (discovery.due_buckets) a bucket
+    # that rode along once is listed again at its own slot anyway, so the free ride would be a waste.
+    counts, span = bucket_counts(frame.buckets), frame.checkpoint.bootstrap_range
+    return plan_ranges(due, views, counts, page_size=config.page_size, bootstrap_range=span)
 
 
 def emits_first_sighting(checkpoint: Checkpoint, mode: BootstrapMode) -> bool:
