@@ -175,7 +175,7 @@ def test_the_lag_alarm_watches_the_worst_account_and_the_dashboard_shows_each() 
     queries = [
         w["properties"]["query"]
         for w in json.loads(dashboard["DashboardBody"])["widgets"]
-        if w["type"] == "log"
+        if w["type"] == "log" and "by account" in w["properties"]["title"]
     ]
     assert len(queries) == 2
     for query in queries:
