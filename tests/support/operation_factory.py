@@ -60,3 +60,22 @@ def operation(
         created_at=ts(created),
         updated_at=ts(updated),
     )
+
+
+def ten_recipients(
+    n: int, status: str, *, created: float, updated: float, sent: int = 0, opened: int = 0
+) -> EmailOperation:
+    """Operation ``n`` of 10 recipients, ``sent`` of them sent and delivered; ``created``/``updated``:
+    seconds from the API clock's start."""
+    return operation(
+        status,
+        op_id=operation_id(n),
+        created=created,
+        updated=updated,
+        total=10,
+        recipients=10,
+        queued=10 - sent,
+        sent=sent,
+        delivered=sent,
+        opened=opened,
+    )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comms_bridge.comms.models import EmailOperation, OperationStatus, format_timestamp
+from comms_bridge.comms.models import OperationStatus, format_timestamp
 from comms_bridge.poller.checkpoint import Checkpoint, bucket_counts, bucket_views, checkpoint_from_item
 from comms_bridge.poller.discovery import (
     DEFAULT_CADENCE,
@@ -29,7 +29,7 @@ from comms_bridge.poller.discovery import (
     stagger_block,
     window_buckets,
 )
-from tests.support.operation_factory import operation, operation_id
+from tests.support.operation_factory import operation_id, ten_recipients
 from tests.support.poller_fakes import PollerWorld
 
 CADENCE = Cadence.parse(DEFAULT_CADENCE)
@@ -189,20 +189,6 @@ def test_the_scheduled_listing_is_needed_while_an_older_bucket_may_hold_an_unsee
     assert not scheduled_listing_needed(now, {**views, young: BucketView(None, None)}, **kwargs)
 
 
-def _op(n: int, status: str, *, created: float, updated: float, sent: int = 0) -> EmailOperation:
-    return operation(
-        status,
-        op_id=operation_id(n),
-        created=created,
-        updated=updated,
-        total=10,
-        recipients=10,
-        queued=10 - sent,
-        sent=sent,
-        delivered=sent,
-    )
-
-
 def _scheduled_listings(w: PollerWorld, since: int) -> int:
     return sum(1 for q in w.api.listings[since:] if q.get("status") == OperationStatus.SCHEDULED.value)
 
@@ -210,8 +196,8 @@ def _scheduled_listings(w: PollerWorld, since: int) -> int:
 def test_a_run_skips_the_scheduled_listing_only_when_it_shows_nothing_new() -> None:
     w = PollerWorld(env={"PAGE_SIZE": "2"})
     w.api.put(
-        _op(1, "PROCESSING", created=-5 * 3600, updated=-60, sent=4),
-        _op(2, "COMPLETED", created=-3 * 24 * 3600, updated=-70 * 3600, sent=10),
+        ten_recipients(1, "PROCESSING", created=-5 * 3600, updated=-60, sent=4),
+        ten_recipients(2, "COMPLETED", created=-3 * 24 * 3600, updated=-70 * 3600, sent=10),
     )
     w.run()  # the bootstrap lists every bucket, SCHEDULED included
     w.sink.drain()
@@ -220,7 +206,7 @@ def test_a_run_skips_the_scheduled_listing_only_when_it_shows_nothing_new() -> N
     summary = w.run()
     assert summary.scheduled_listing_skipped and _scheduled_listings(w, mark) == 0
     # An operation created SCHEDULED now is in the recent listing: seen on the next run all the same.
-    w.api.put(_op(3, "SCHEDULED", created=60 + 30, updated=60 + 30))
+    w.api.put(ten_recipients(3, "SCHEDULED", created=60 + 30, updated=60 + 30))
     w.api.advance(60)
     summary = w.run()
     assert summary.scheduled_listing_skipped
@@ -232,7 +218,7 @@ def test_a_run_skips_the_scheduled_listing_only_when_it_shows_nothing_new() -> N
     summary = w.run()
     assert not summary.scheduled_listing_skipped and _scheduled_listings(w, mark) == 1
     w.api.advance(2 * 3600)  # long past the recent listing's reach
-    w.api.put(_op(3, "PROCESSING", created=60 + 30, updated=180 + 2 * 3600, sent=1))
+    w.api.put(ten_recipients(3, "PROCESSING", created=60 + 30, updated=180 + 2 * 3600, sent=1))
     w.run()
     published = [(e.detail["operationId"], e.detail["status"]) for e in w.sink.drain()]
     assert (operation_id(3), "PROCESSING") in published

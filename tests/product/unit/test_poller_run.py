@@ -10,35 +10,18 @@ import pytest
 
 from comms_bridge.aws.eventbridge import OutgoingEvent
 from comms_bridge.comms.exceptions import CommsServerError
-from comms_bridge.comms.models import EmailOperation, OperationStatus, format_timestamp
+from comms_bridge.comms.models import OperationStatus, format_timestamp
 from comms_bridge.poller.checkpoint import Checkpoint
 from comms_bridge.poller.exceptions import CheckpointConflict, StateStoreError
 from comms_bridge.poller.summary import RunStatus
-from tests.support.operation_factory import at, operation, operation_id
+from tests.support.operation_factory import at, operation_id
+from tests.support.operation_factory import ten_recipients as op
 from tests.support.poller_fakes import FakeContext, MemoryLease, PollerWorld
 
 HOUR = 3600
 STATUS = "Email Operation Status Changed"
 STATS = "Email Operation Stats Changed"
 STALLED = "Email Operation Stalled"
-
-
-def op(
-    n: int, status: str, *, created: float, updated: float, sent: int = 0, opened: int = 0
-) -> EmailOperation:
-    """Operation ``n`` of 10 recipients; ``created``/``updated``: seconds from T0, the API clock at start."""
-    return operation(
-        status,
-        op_id=operation_id(n),
-        created=created,
-        updated=updated,
-        total=10,
-        recipients=10,
-        queued=10 - sent,
-        sent=sent,
-        delivered=sent,
-        opened=opened,
-    )
 
 
 def world(**env: str) -> PollerWorld:
