@@ -61,7 +61,9 @@ def archive_per_million_events() -> float:
 
 
 def beyond_eventbridge(read_units: float, write_units: float) -> float:
-    """Dollars per million events beyond EventBridge's own $1.00: their DynamoDB units and the archive."""
+    """Dollars per million events beyond EventBridge's own $1.00 that grow with events alone: their DynamoDB
+    units and the archive. The monthly table bills the poller's Lambda per run; the bench target (per event,
+    Lambda included) is benchmarks.cost's."""
     return read_units * READ_UNIT_PRICE + write_units * WRITE_UNIT_PRICE + archive_per_million_events()
 
 

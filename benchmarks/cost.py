@@ -81,7 +81,14 @@ def units_per_event(figures: RunFigures) -> tuple[float, float]:
     """DynamoDB read and write units per published event (0 when no event was published)."""
     if figures.events <= 0:
         return 0.0, 0.0
-    return figures.dynamodb_read_units / figures.events, figures.dynamodb_write_units / figures.events
+    return _total(figures.dynamodb_read_units) / figures.events, _total(
+        figures.dynamodb_write_units
+    ) / figures.events
+
+
+def _total(units: float | dict[str, float]) -> float:
+    """Units as the results keep them: a number, or a map per DynamoDB operation."""
+    return float(sum(units.values())) if isinstance(units, dict) else float(units)
 
 
 def bill_per_million_events(

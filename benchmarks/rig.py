@@ -8,6 +8,7 @@ is the template's, resolved to these local endpoints, with AWS calls going throu
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -214,28 +215,39 @@ def with_moto_partition_queries() -> Iterator[None]:
     keeping the partition's, so one Query page costs O(items in the table log items): at 200,000 operations
     the poller's Query of its active index outlives the Lambda's timeout, where DynamoDB reads the
     partition alone. The benchmark lets such a Query see its partition only, in moto's order; an index
-    Query (none in the poller) and Scan keep moto's code. Safe because a benchmark makes one DynamoDB call
-    at a time: the restricted view lives on the table object for the duration of that one call."""
+    Query (none in the poller) and Scan keep moto's code. The restricted view is the calling thread's, for
+    the duration of that one call, so the handlers of many accounts can query the server at once."""
     from moto.dynamodb.models.table import Table  # noqa: PLC0415 - moto is a dev-only dependency
 
-    original = Table.query
+    original_query, original_all_items = Table.query, Table.all_items
+    views = threading.local()
+
+    def all_items(self: Any) -> Any:
+        partition = getattr(views, "partition", None)
+        if partition is not None and partition[0] is self:
+            return partition[1]
+        return original_all_items(self)
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         if index_name is not None or hash_key is None or not self.range_key_attr:
-            return original(self, hash_key, *args, **kwargs)
-        partition = sorted(self.items.get(hash_key, {}).values(), key=lambda item: item.range_key)
-        self.all_items = lambda: partition
+            return original_query(self, hash_key, *args, **kwargs)
+        views.partition = (
+            self,
+            sorted(self.items.get(hash_key, {}).values(), key=lambda item: item.range_key),
+        )
         try:
-            return original(self, hash_key, *args, **kwargs)
+            return original_query(self, hash_key, *args, **kwargs)
         finally:
-            del self.all_items
+            views.partition = None
 
-    setattr(Table, "query", query)  # noqa: B010 - moto does not export a hook for it
+    setattr(Table, "all_items", all_items)  # noqa: B010 - moto does not export a hook for it
+    setattr(Table, "query", query)  # noqa: B010
     try:
         yield
     finally:
-        setattr(Table, "query", original)  # noqa: B010
+        setattr(Table, "query", original_query)  # noqa: B010
+        setattr(Table, "all_items", original_all_items)  # noqa: B010
 
 
 @contextmanager

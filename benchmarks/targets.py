@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from benchmarks.bill import CUSTOM_METRIC_PRICE, beyond_eventbridge
+from benchmarks.bill import CUSTOM_METRIC_PRICE
+from benchmarks.cost import bill_per_million_events
 from benchmarks.results import BenchResults, RunFigures, WindowResult
 from comms_bridge.observability import custom_metric_count
 
@@ -190,12 +191,23 @@ def measured_units(results: BenchResults) -> tuple[float, float] | None:
 
 
 def bill(results: BenchResults) -> Reading | None:
-    units = measured_units(results)
-    if units is None:
+    """Dollars per million events beyond EventBridge, as the cost page computes them
+    (:func:`benchmarks.cost.bill_per_million_events`: DynamoDB units, the poller's Lambda time and the
+    archive) over the largest steady windows, weighted by their events."""
+    windows = [w for w in _steady_windows(results) if units(w.steady, "write") is not None]
+    largest = [w for w in windows if w.operations == max((x.operations for x in windows), default=0)]
+    if not largest:
         return None
+    bills = [(bill_per_million_events(w.steady), w.steady.events) for w in largest]
+    events = sum(weight for _, weight in bills)
+    beyond = sum(b.beyond_eventbridge * weight for b, weight in bills) / events
+    reads = sum(b.read_units_per_event * weight for b, weight in bills) / events
+    writes = sum(b.write_units_per_event * weight for b, weight in bills) / events
+    lambda_time = sum((b.lambda_compute + b.lambda_requests) * weight for b, weight in bills) / events
     return Reading(
-        beyond_eventbridge(*units),
-        f"DynamoDB {units[0]:.2f} RRU and {units[1]:.2f} WRU per event, and the archive (benchmarks.bill)",
+        beyond,
+        f"{', '.join(w.name for w in largest)}: DynamoDB {reads:.2f} RRU and {writes:.2f} WRU per event, "
+        f"Lambda ${lambda_time:.2f} and the archive (benchmarks.cost)",
     )
 
 
