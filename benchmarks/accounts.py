@@ -164,6 +164,9 @@ def accounts_rig(
             prefix=prefix,
             parameters={"CommsApiBaseUrl": simulator.base_url, "TwilioSecretArn": "", **(parameters or {})},
             twilio_secrets=[{"accountSid": a.sid, "authToken": a.auth_token} for a in accounts],
+            # By name under a prefix (TwilioSecretNames), as a deployed stack of 50 accounts must be: 50
+            # full ARNs outgrow the Lambda environment (docs/many-accounts.md).
+            name_accounts=True,
         )
         yield Rig(moto=moto, proxy=proxy, stack=local, simulator=simulator, clock=clock)
 

@@ -45,6 +45,7 @@ environment:
   TWILIO_SECRET_ARN    Secrets Manager secret with the Twilio credentials, or else
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
   TWILIO_SECRET_ARNS   the watched accounts' secrets, comma-separated (then pick one with --account)
+  TWILIO_SECRET_ARN_PREFIX, TWILIO_SECRET_NAMES   accounts listed by name (TwilioSecretNames)
   STATE_TABLE_NAME     the stack's state table (output StateTableName)
   EVENT_BUS_NAME       the stack's bus (output EventBusName; poll refuses to publish without it)
   EVENT_SOURCE         default twilio.comms

@@ -340,12 +340,14 @@ class LocalStack:
         capture_all_events: bool = True,
         twilio_secret: Mapping[str, str] | None = None,
         twilio_secrets: Iterable[Mapping[str, str]] = (),
+        name_accounts: bool = False,
         slack_webhook_url: str | None = None,
         rule_patterns: Mapping[str, Mapping[str, Any]] | None = None,
         template_path: str | os.PathLike[str] = TEMPLATE_PATH,
     ) -> LocalStack:
         """Create the stack's tables, bus, rules (with stand-in SQS targets), alert topic, queues, schedules
-        and, when given, the secrets (``twilio_secrets``: one per account, listed in TwilioSecretArns).
+        and, when given, the secrets (``twilio_secrets``: one per account, listed in TwilioSecretArns, or
+        with ``name_accounts`` named ``<prefix>/accounts/twilio-<n>`` and listed in TwilioSecretNames).
         ``parameters`` override the template defaults (strings, as CloudFormation takes them);
         ``rule_patterns`` replaces a rule's pattern by logical id (``ErrorsTriggerRule`` or
         ``ErrorsFunctionErrorsTriggerRule`` both name the SAM event rule)."""
@@ -365,11 +367,17 @@ class LocalStack:
             stack.parameters["TwilioSecretArn"] = stack.create_secret(
                 "twilio", json.dumps(dict(twilio_secret))
             )
+        folder = "accounts/" if name_accounts else ""
         accounts = [
-            stack.create_secret(f"twilio-{n}", json.dumps(dict(secret)))
+            stack.create_secret(f"{folder}twilio-{n}", json.dumps(dict(secret)))
             for n, secret in enumerate(twilio_secrets, start=1)
         ]
-        if accounts:
+        if accounts and name_accounts:
+            stack.parameters["TwilioSecretNamePrefix"] = f"{prefix}/{folder}"
+            stack.parameters["TwilioSecretNames"] = ",".join(
+                f"twilio-{n}" for n in range(1, len(accounts) + 1)
+            )
+        elif accounts:
             stack.parameters["TwilioSecretArns"] = ",".join(accounts)
         if slack_webhook_url is not None:
             stack.parameters["SlackWebhookSecretArn"] = stack.create_secret(
@@ -762,9 +770,17 @@ def schedules(stack: LocalStack) -> list[Schedule]:
 
 
 def twilio_secret_arns(stack: LocalStack) -> list[str]:
-    """Every watched account's secret: ``TwilioSecretArn`` and the ``TwilioSecretArns`` list, in order."""
+    """Every watched account's secret: ``TwilioSecretArn``, the ``TwilioSecretArns`` list, then each of
+    ``TwilioSecretNames`` as the ARN its schedule passes (no random suffix), in order."""
     arns = [stack.parameters.get("TwilioSecretArn", "")]
     arns += stack.parameters.get("TwilioSecretArns", "").split(",")
+    prefix = stack.parameters.get("TwilioSecretNamePrefix", "")
+    if prefix:
+        arns += [
+            stack._arn("secretsmanager", f"secret:{prefix}{name.strip()}")
+            for name in stack.parameters.get("TwilioSecretNames", "").split(",")
+            if name.strip()
+        ]
     return list(dict.fromkeys(arn.strip() for arn in arns if arn.strip()))
 
 

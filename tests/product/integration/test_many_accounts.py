@@ -72,7 +72,11 @@ class TwoAccounts:
 
 
 @pytest.fixture
-def two(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TwoAccounts]:
+def two(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[TwoAccounts]:
+    """Two accounts listed by ARN (``TwilioSecretArns``), or with ``indirect`` param "names" by name
+    under a prefix (``TwilioSecretNames``: the schedules pass ARNs without the random suffix)."""
     for key, value in moto_server.env().items():
         monkeypatch.setenv(key, value)
     with (
@@ -84,6 +88,7 @@ def two(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tw
             moto_server.env(),
             parameters={"TwilioSecretArn": ""},
             twilio_secrets=[{"accountSid": s.account_sid, "authToken": s.auth_token} for s in (a, b)],
+            name_accounts=getattr(request, "param", "arns") == "names",
         )
         env = {**stack.function_environment("PollerFunction"), "COMMS_API_BASE_URL": a.base_url}
         config = PollerConfig.from_env(env)
@@ -191,6 +196,7 @@ def test_one_accounts_401_429_storm_and_bad_data_leave_the_other_untouched(two: 
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.parametrize("two", ["arns", "names"], indirect=True)
 def test_a_secret_the_stack_does_not_watch_is_refused_before_any_request(
     two: TwoAccounts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,6 +207,12 @@ def test_a_secret_the_stack_does_not_watch_is_refused_before_any_request(
     module = load_poller_module()
     with pytest.raises(UnwatchedSecret, match="not one of the 2 secret"):
         module.lambda_handler({"twilioSecretArn": other}, FakeContext())
+    # Under the names' prefix (readable by the role) but not listed: still not watched.
+    unlisted = two.stack.create_secret(
+        "accounts/twilio-9", json.dumps({"accountSid": "AC" + "f" * 32, "authToken": "t"})
+    )
+    with pytest.raises(UnwatchedSecret, match="not one of the 2 secret"):
+        module.lambda_handler({"twilioSecretArn": unlisted}, FakeContext())
     assert not two.a.request_log and not two.b.request_log
 
 
@@ -226,6 +238,7 @@ def kinesis_event(datas: list[bytes]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("two", ["arns", "names"], indirect=True)
 def test_stream_records_are_fetched_with_their_accounts_client_and_unwatched_ones_skipped(
     two: TwoAccounts,
 ) -> None:

@@ -68,6 +68,37 @@ def test_the_watched_set_is_the_single_secret_then_the_list_without_blanks_or_re
     assert Settings.from_env({}).watched_secret_arns == ()
 
 
+PREFIX = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms/twilio/"
+
+
+def test_named_secrets_join_the_watched_set_as_the_prefix_plus_each_name() -> None:
+    settings = Settings.from_env(
+        {
+            "TWILIO_SECRET_ARN": A,
+            "TWILIO_SECRET_ARN_PREFIX": PREFIX,
+            "TWILIO_SECRET_NAMES": " acme,,globex,acme ",
+        }
+    )
+    assert settings.watched_secret_arns == (A, PREFIX + "acme", PREFIX + "globex")
+    # The template leaves the prefix empty when no names are listed.
+    assert Settings.from_env({"TWILIO_SECRET_ARN": A, "TWILIO_SECRET_NAMES": ""}).watched_secret_arns == (A,)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TWILIO_SECRET_NAMES": "acme"}, "TWILIO_SECRET_NAMES: needs TWILIO_SECRET_ARN_PREFIX"),
+        (
+            {"TWILIO_SECRET_ARN_PREFIX": "comms/twilio/", "TWILIO_SECRET_NAMES": "acme"},
+            "TWILIO_SECRET_ARN_PREFIX: must be a secret ARN up to the start of the names",
+        ),
+    ],
+)
+def test_names_without_a_usable_prefix_are_a_settings_error(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
 def test_each_secret_gets_its_own_client_kept_across_runs() -> None:
     accounts, secrets = clients({"TWILIO_SECRET_ARNS": f"{A},{B}"})
     a, b = accounts.for_secret(A), accounts.for_secret(B)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.product.unit.test_template import (
     _statements,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms/{}-AbCdEf"
 ACME, GLOBEX, INITECH = (SECRET.format(name) for name in ("acme", "globex", "initech"))
 ACCOUNT_A = "AC" + "a" * 32
@@ -185,12 +187,149 @@ def test_the_lag_alarm_watches_the_worst_account_and_the_dashboard_shows_each() 
     assert "poller run failed" in queries[1]
 
 
+def rule_failures(**overrides: str) -> list[str]:
+    """The AssertDescriptions of the template's Rules that CloudFormation would refuse for these parameter
+    values (its rule functions: Fn::And/Or/Not/Equals/Contains/EachMemberEquals over Refs; a
+    CommaDelimitedList is its items)."""
+    template = load_template()
+    values = {**parameter_defaults(template), **overrides}
+    lists = {name for name, spec in template["Parameters"].items() if spec["Type"] == "CommaDelimitedList"}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict):
+            ((function, args),) = node.items()
+            if function == "Ref":
+                return values[args].split(",") if args in lists else values[args]
+            found = [value(a) for a in args] if isinstance(args, list) else [value(args)]
+            return {
+                "Fn::And": lambda: all(found),
+                "Fn::Or": lambda: any(found),
+                "Fn::Not": lambda: not found[0],
+                "Fn::Equals": lambda: found[0] == found[1],
+                "Fn::Contains": lambda: found[1] in found[0],
+                "Fn::EachMemberEquals": lambda: all(item == found[1] for item in found[0]),
+            }[function]()
+        return node
+
+    return [
+        assertion["AssertDescription"]
+        for rule in template["Rules"].values()
+        if "RuleCondition" not in rule or value(rule["RuleCondition"])
+        for assertion in rule["Assertions"]
+        if not value(assertion["Assert"])
+    ]
+
+
 def test_the_rules_refuse_no_account_and_a_reservation_with_many() -> None:
-    rules = load_template()["Rules"]
-    assert "TwilioSecretArns" in json.dumps(rules["TwilioSecretsNeedAtLeastOne"])
-    assert 'TwilioSecretArn"' in json.dumps(rules["TwilioSecretsNeedAtLeastOne"])
-    reserved = rules["ReservedConcurrencyIsForOneAccount"]
-    assert reserved["RuleCondition"] == {"Fn::Equals": [{"Ref": "ReservePollerConcurrency"}, "true"]}
+    stream = {"EnableEventStreams": "false"}
+    assert rule_failures(TwilioSecretArn=ACME, **stream) == []
+    assert rule_failures(TwilioSecretArns=f"{GLOBEX},{INITECH}", **stream) == []
+    assert rule_failures(TwilioSecretNamePrefix="comms/", TwilioSecretNames="acme,globex", **stream) == []
+    assert rule_failures(**stream) == [
+        "set TwilioSecretArn, or list the accounts' secrets in TwilioSecretArns or TwilioSecretNames"
+    ]
+    assert rule_failures(TwilioSecretArns=f"{GLOBEX},", **stream) == [
+        "TwilioSecretArns has an empty item (a stray comma)"
+    ]
+    assert rule_failures(TwilioSecretNamePrefix="comms/", TwilioSecretNames="acme,,globex", **stream) == [
+        "TwilioSecretNames has an empty item (a stray comma)"
+    ]
+    # Without a prefix the functions could read every secret of the account.
+    assert rule_failures(TwilioSecretNames="acme", **stream) == [
+        "TwilioSecretNames needs TwilioSecretNamePrefix (e.g. comms-bridge/twilio/)"
+    ]
+    reserve = {"ReservePollerConcurrency": "true", **stream}
+    assert rule_failures(TwilioSecretArn=ACME, **reserve) == []
+    for many in ({"TwilioSecretArns": GLOBEX}, {"TwilioSecretNamePrefix": "c/", "TwilioSecretNames": "a"}):
+        (refused,) = rule_failures(TwilioSecretArn=ACME, **many, **reserve)
+        assert refused.startswith("ReservePollerConcurrency reserves one instance")
+
+
+NAME_PREFIX = "comms/twilio/"
+NAMED = "arn:aws:secretsmanager:us-east-1:123456789012:secret:comms/twilio/{}"
+
+
+def test_named_accounts_get_a_schedule_each_passing_the_secrets_arn_without_its_suffix() -> None:
+    output, resolver = deployed(
+        TwilioSecretArn="", TwilioSecretNamePrefix=NAME_PREFIX, TwilioSecretNames="acme,globex-eu"
+    )
+    found = schedules(output, resolver)
+    assert set(found) == {"NamedPollerScheduleacme", "NamedPollerScheduleglobexeu"}
+    assert sorted(json.loads(s["Target"]["Input"])["twilioSecretArn"] for s in found.values()) == [
+        NAMED.format("acme"),
+        NAMED.format("globex-eu"),
+    ]
+    for schedule in found.values():
+        assert schedule["Target"]["Arn"] == "<PollerFunction.Arn>"
+        assert schedule["Target"]["RetryPolicy"] == {
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 60,
+        }
+
+
+def test_the_sample_account_event_is_what_a_named_accounts_schedule_sends() -> None:
+    sample = json.loads((ROOT / "events" / "poller-schedule-account.json").read_text(encoding="utf-8"))
+    output, resolver = deployed(
+        TwilioSecretArn="", TwilioSecretNamePrefix="comms-bridge/twilio/", TwilioSecretNames="acme"
+    )
+    (schedule,) = schedules(output, resolver).values()
+    assert json.loads(schedule["Target"]["Input"]) == sample
+
+
+def test_named_accounts_are_read_under_the_prefix_and_listed_by_name_in_the_environment() -> None:
+    output, resolver = deployed(
+        TwilioSecretArn=ACME, TwilioSecretNamePrefix=NAME_PREFIX, TwilioSecretNames="acme,globex"
+    )
+    readable: dict[str, set[str]] = {}
+    for role, statement in _statements(output, resolver):
+        if statement["Action"] == "secretsmanager:GetSecretValue" and "Condition" not in statement:
+            resources = statement["Resource"]
+            readable.setdefault(role, set()).update(resources if isinstance(resources, list) else [resources])
+    for role in ("PollerRole", "ErrorsRole", "StreamRole"):
+        # One statement whatever the number of names: the secrets' ARNs end in a random suffix.
+        assert NAMED.format("*") in readable[role], role
+        assert not any(arn.endswith(":secret:*") for arn in readable[role])
+    functions = _resources(output, resolver, "AWS::Lambda::Function")
+    for name in ("PollerFunction", "ErrorsFunction", "StreamFunction"):
+        env = functions[name]["Environment"]["Variables"]
+        assert env["TWILIO_SECRET_ARN_PREFIX"] == NAMED.format("")
+        assert env["TWILIO_SECRET_NAMES"] == "acme,globex"
+        assert env["TWILIO_SECRET_ARN"] == ACME
+    unnamed, unresolved = deployed(TwilioSecretArn=ACME)
+    env = _resources(unnamed, unresolved, "AWS::Lambda::Function")["PollerFunction"]["Environment"]
+    assert (env["Variables"]["TWILIO_SECRET_ARN_PREFIX"], env["Variables"]["TWILIO_SECRET_NAMES"]) == ("", "")
+
+
+# The quotas docs/many-accounts.md counts against: CloudFormation's parameter value and resources per
+# template, Lambda's environment (all variables of a function), IAM's inline policies per role.
+PARAMETER_BYTES, RESOURCES, ENVIRONMENT_BYTES, ROLE_POLICY_CHARACTERS = 4096, 500, 4096, 10_240
+
+
+def test_two_hundred_and_fifty_named_accounts_fit_every_quota_the_docs_count() -> None:
+    names = ",".join(f"customer{n:03d}" for n in range(250))  # 11 characters each, 12 with its comma
+    assert len(names.encode()) <= PARAMETER_BYTES
+    output, resolver = deployed(
+        TwilioSecretArn="", TwilioSecretNamePrefix=NAME_PREFIX, TwilioSecretNames=names
+    )
+    assert len(schedules(output, resolver)) == 250
+    assert len(output["Resources"]) <= RESOURCES
+    for name, function in _resources(output, resolver, "AWS::Lambda::Function").items():
+        variables = function.get("Environment", {}).get("Variables", {})
+        # A deployed table or topic has a longer name than its placeholder: count 96 characters for each.
+        size = sum(len(k) + len(re.sub(r"<[^>]+>", "x" * 96, str(v))) for k, v in variables.items())
+        assert size <= ENVIRONMENT_BYTES, (name, size)
+    for name, role in _resources(output, resolver, "AWS::IAM::Role").items():
+        policies = json.dumps([p["PolicyDocument"] for p in role.get("Policies", [])], separators=(",", ":"))
+        assert len(policies) <= ROLE_POLICY_CHARACTERS, (name, len(policies))
+
+
+def test_fifty_listed_arns_do_not_fit_the_lambda_environment() -> None:
+    """Why TwilioSecretNames exists: at about 85 bytes an ARN the list outgrows the environment first."""
+    arns = ",".join(SECRET.format(f"customer-{n:02d}") for n in range(50))
+    output, resolver = deployed(TwilioSecretArn="", TwilioSecretArns=arns)
+    variables = _resources(output, resolver, "AWS::Lambda::Function")["PollerFunction"]["Environment"]
+    size = sum(len(k.encode()) + len(str(v).encode()) for k, v in variables["Variables"].items())
+    assert size > ENVIRONMENT_BYTES
 
 
 def test_the_transforms_run_language_extensions_before_sam() -> None:

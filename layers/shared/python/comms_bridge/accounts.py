@@ -1,5 +1,6 @@
 """The Twilio accounts one stack watches (docs/many-accounts.md): one Secrets Manager secret per account
-(``TWILIO_SECRET_ARN`` and ``TWILIO_SECRET_ARNS``), or the environment's credentials for local runs.
+(``TWILIO_SECRET_ARN``, ``TWILIO_SECRET_ARNS``, ``TWILIO_SECRET_NAMES``), or the environment's
+credentials for local runs.
 
 :class:`AccountClients` keeps one Comms client per watched secret for the container's life (bounded, least
 recently used first out), so a container that serves several accounts' schedules one after the other
@@ -70,7 +71,8 @@ class AccountClients:
             if secret_arn not in self.watched:
                 raise UnwatchedSecret(
                     f"twilioSecretArn {secret_arn} is not one of the {len(self.watched)} secret(s) this stack"
-                    " watches (TWILIO_SECRET_ARN, TWILIO_SECRET_ARNS): nothing read, nothing requested"
+                    " watches (TWILIO_SECRET_ARN, TWILIO_SECRET_ARNS, TWILIO_SECRET_NAMES): nothing read,"
+                    " nothing requested"
                 )
             return secret_arn
         return default_secret_arn(self.settings) or ENVIRONMENT

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Final, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_BASE_URL: Final = "https://comms.twilio.com/v1"
 LOOPBACK_NAMES: Final = frozenset({"localhost"})
@@ -148,6 +149,8 @@ class Settings(EnvSettings):
     comms_api_base_url: str = DEFAULT_BASE_URL
     twilio_secret_arn: str | None = None
     twilio_secret_arns: str | None = None
+    twilio_secret_arn_prefix: str | None = None
+    twilio_secret_names: str | None = None
     twilio_account_sid: str | None = Field(default=None, repr=False)
     twilio_auth_token: str | None = Field(default=None, repr=False)
     state_table_name: str | None = None
@@ -165,11 +168,35 @@ class Settings(EnvSettings):
     def _comms_host(cls, value: str) -> str:
         return check_comms_api_url(value.rstrip("/"), what="COMMS_API_BASE_URL")
 
+    @field_validator("twilio_secret_arn_prefix")
+    @classmethod
+    def _secret_arn_prefix(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"arn:[a-z-]+:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:\S+", value):
+            raise ValueError(
+                "must be a secret ARN up to the start of the names (arn:aws:secretsmanager:<region>:"
+                "<account>:secret:<TwilioSecretNamePrefix>)"
+            )
+        return value
+
+    @field_validator("twilio_secret_names")
+    @classmethod
+    def _secret_names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and value.strip(", ") and not info.data.get("twilio_secret_arn_prefix"):
+            raise ValueError("needs TWILIO_SECRET_ARN_PREFIX (the names are the ends of secret ARNs)")
+        return value
+
     @property
     def watched_secret_arns(self) -> tuple[str, ...]:
-        """The Twilio secrets this stack watches, one per account: ``TWILIO_SECRET_ARN`` (when set) then
-        each item of the comma-separated ``TWILIO_SECRET_ARNS``, blanks and repeats dropped."""
+        """The Twilio secrets this stack watches, one per account: ``TWILIO_SECRET_ARN`` (when set), each
+        item of the comma-separated ``TWILIO_SECRET_ARNS``, then ``TWILIO_SECRET_ARN_PREFIX`` + each item of
+        ``TWILIO_SECRET_NAMES`` (a secret's ARN without its random suffix, which Secrets Manager takes);
+        blanks and repeats dropped."""
         items = [self.twilio_secret_arn or "", *(self.twilio_secret_arns or "").split(",")]
+        prefix = (self.twilio_secret_arn_prefix or "").strip()
+        if prefix:
+            items += [
+                prefix + name.strip() for name in (self.twilio_secret_names or "").split(",") if name.strip()
+            ]
         return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
 
     def require_state_table(self) -> str:

@@ -59,7 +59,8 @@ def default_secret_arn(settings: Settings) -> str | None:
     watched = settings.watched_secret_arns
     if len(watched) > 1:
         raise SettingsError(
-            f"{len(watched)} Twilio secrets are watched (TWILIO_SECRET_ARN, TWILIO_SECRET_ARNS): name the"
+            f"{len(watched)} Twilio secrets are watched (TWILIO_SECRET_ARN, TWILIO_SECRET_ARNS,"
+            " TWILIO_SECRET_NAMES): name the"
             " account's secret (the poller's event carries it as twilioSecretArn)"
         )
     return watched[0] if watched else None
