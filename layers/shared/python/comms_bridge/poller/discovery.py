@@ -331,26 +331,18 @@ class StopReason(Protocol):
 
 
 def plan_ranges(
-    due: list[str],
-    views: Mapping[str, BucketView],
-    counts: Mapping[str, int | None],
-    *,
-    page_size: int,
-    eligible: Iterable[str] = (),
-    bootstrap_range: int | None = None,
+    due: list[str], views: Mapping[str, BucketView], *, bootstrap_range: int | None = None
 ) -> list[list[str]]:
     """Group buckets into listings (``startDate``..``endDate`` ranges), most overdue group first.
 
-    A listing costs pages, not buckets: next to a due bucket, an adjacent bucket is added when it is due
-    too (listing it with its neighbour never costs more pages than alone) or when its operations still
-    fit in the pages the group needs anyway (a free early refresh; the group then stays in step and is
-    due together next time). ``eligible``: buckets that may ride along (older than the recent listing's
-    reach). Never-listed adjacent buckets (a bootstrap) share a listing of up to ``bootstrap_range``
-    buckets (None: a day; narrowed by :func:`narrowed_bootstrap_range`).
+    A listing costs pages, not buckets: next to a due bucket, an adjacent bucket that is due too shares
+    its listing (never more pages than apart). A bucket that is not due never
+    rides along: with staggered slots (:func:`due_buckets`) it is listed again at its own slot anyway.
+    Never-listed adjacent buckets (a bootstrap) share a listing of up to ``bootstrap_range`` buckets
+    (None: a day; narrowed by :func:`narrowed_bootstrap_range`).
     """
     span = bootstrap_range or BOOTSTRAP_RANGE_BUCKETS
     due_set = set(due)
-    allowed = set(eligible) | due_set
     placed: set[str] = set()
     ranges: list[list[str]] = []
 
@@ -362,25 +354,18 @@ def plan_ranges(
             continue
         group = [head]
         placed.add(head)
-        total = counts.get(head) or 0
         for step in (HOUR, -HOUR):
             cursor = bucket_start(head)
             while len(group) < (span if never(head) else MAX_RANGE_BUCKETS):
                 cursor += step
                 nxt = bucket_id(cursor)
-                if nxt in placed or nxt not in allowed:
-                    break
-                if never(head) or never(nxt):
-                    if not (never(head) and never(nxt) and nxt in due_set):
-                        break
-                elif nxt not in due_set and not _fits_free(total, counts.get(nxt), page_size):
+                if nxt in placed or nxt not in due_set or never(head) != never(nxt):
                     break
                 if step > timedelta(0):
                     group.append(nxt)
                 else:
                     group.insert(0, nxt)
                 placed.add(nxt)
-                total += counts.get(nxt) or 0
         ranges.append(group)
     return ranges
 
@@ -523,8 +508,3 @@ def scheduled_listing_needed(
         if refreshed is None or refreshed < start + HOUR + lookback:
             return True
     return False
-
-
-def eligible_buckets(now: datetime, recent_from: datetime) -> list[str]:
-    """Buckets of the window a bucket listing may take along: those the recent listing does not cover."""
-    return [b for b in window_buckets(now) if bucket_start(b) < recent_from]
