@@ -289,6 +289,25 @@ def test_a_name_secrets_manager_would_read_as_a_full_arn_is_refused(name: str, a
     assert pattern.fullmatch("")  # the default: no names
 
 
+@pytest.mark.parametrize(
+    ("prefix", "accepted"),
+    [
+        ("", True),  # the default: no names
+        ("comms-bridge/twilio/", True),
+        ("twilio/", True),
+        ("/", True),
+        ("twilio", False),  # would also cover twilio-admin-db
+        ("comms-bridge/twilio", False),
+        ("twilio-", False),
+        ("comms bridge/", False),
+        ("*/", False),
+    ],
+)
+def test_the_name_prefix_is_a_folder_ending_in_a_slash(prefix: str, accepted: bool) -> None:
+    pattern = re.compile(load_template()["Parameters"]["TwilioSecretNamePrefix"]["AllowedPattern"])
+    assert bool(pattern.fullmatch(prefix)) is accepted
+
+
 def test_the_sample_account_event_is_what_a_named_accounts_schedule_sends() -> None:
     sample = json.loads((ROOT / "events" / "poller-schedule-account.json").read_text(encoding="utf-8"))
     output, resolver = deployed(

@@ -1,7 +1,8 @@
 """template.yaml's part of contract §6 (issue 13, the poller half): a customer-managed KMS key for the
 secrets is decryptable by the functions that read them (poller, alerter, stream consumer) through
-Secrets Manager only, MAX_CLOCK_SKEW_SECONDS reaches the functions, and ClockSkewDetected has an alarm. Before: no such parameter (the roles could not
-decrypt a secret under a customer-managed key, and every run would fail), no variable, no alarm."""
+Secrets Manager only, MAX_CLOCK_SKEW_SECONDS reaches the functions, and ClockSkewDetected has an alarm.
+Before: no such parameter (the roles could not decrypt a secret under a customer-managed key, and every run
+would fail), no variable, no alarm."""
 
 from __future__ import annotations
 
