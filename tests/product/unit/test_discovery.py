@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -157,14 +158,23 @@ def test_candidates_follow_the_seen_through_rule() -> None:
     seen = datetime(2026, 11, 27, 13, 0, 0, tzinfo=UTC)
     lookback = timedelta(seconds=60)
     kwargs = {"seen_through": seen, "lookback": lookback, "recent": RecentVersions()}
-    assert is_candidate("2026-11-27T12:59:30Z", "v", **kwargs)  # within the lookback
-    assert not is_candidate("2026-11-27T12:58:59Z", "v", **kwargs)  # listed and processed before
-    assert is_candidate("2020-01-01T00:00:00Z", "v", **{**kwargs, "seen_through": None})
+    asked: list[str] = []
+
+    def key(value: str) -> Callable[[], str]:
+        return lambda: asked.append(value) or value
+
+    assert is_candidate("2026-11-27T12:59:30Z", key("v"), **kwargs)  # within the lookback
+    assert not is_candidate("2026-11-27T12:58:59Z", key("old"), **kwargs)  # listed and processed before
+    assert asked == ["v"], "a version the last complete listing saw needs no key"
+    assert is_candidate("2020-01-01T00:00:00Z", key("v"), **{**kwargs, "seen_through": None})
     version = recent_key("op", "2026-11-27T12:59:30Z", "abc")
     recent = RecentVersions({version: datetime(2026, 11, 27, 12, 59, 30, tzinfo=UTC)})
-    assert not is_candidate("2026-11-27T12:59:30Z", version, **{**kwargs, "recent": recent})
+    assert not is_candidate("2026-11-27T12:59:30Z", key(version), **{**kwargs, "recent": recent})
+    assert not is_candidate(
+        "2020-01-01T00:00:00Z", key(version), **{**kwargs, "recent": recent, "seen_through": None}
+    )
     other = recent_key("op", "2026-11-27T12:59:30Z", "def")  # same second, other version
-    assert is_candidate("2026-11-27T12:59:30Z", other, **{**kwargs, "recent": recent})
+    assert is_candidate("2026-11-27T12:59:30Z", key(other), **{**kwargs, "recent": recent})
     assert recent_key("op2", "2026-11-27T12:59:30Z", "abc") != version  # other operation
 
 
