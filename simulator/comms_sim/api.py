@@ -197,33 +197,9 @@ class EmailOperationsApi:
         problems = Problems()
         values = _single_values(params, _LIST_PARAMS, problems)
         size = _page_size(values.get("pageSize"), problems)
-        token = values.get("pageToken")
-        state: dict[str, Any] = {}
-        if token is not None:
-            decoded = decode_token(token)
-            if decoded is None or decoded.get("k") != "ops":
-                problems.add(f"Invalid pageToken '{token}'.", "pageToken")
-            else:
-                state = decoded
-        filters: dict[str, Any] = dict(state.get("f") or {})
-        # Filters given with the request win over those carried by the token.
-        filters.update({name: values[name] for name in ("startDate", "endDate", "status") if name in values})
-        bounds: dict[str, int] = {}
-        for name in ("startDate", "endDate"):
-            if name in filters:
-                try:
-                    bounds[name] = epoch(parse_rfc3339(str(filters[name])))
-                except ValueError:
-                    problems.add(
-                        f"Invalid {name} '{filters[name]}': expected an RFC 3339 date-time such as "
-                        "2024-06-20T10:15:30Z.",
-                        name,
-                    )
-        if "startDate" in bounds and "endDate" in bounds and bounds["endDate"] <= bounds["startDate"]:
-            problems.add("endDate must be later than startDate.", "endDate")
+        state = _list_state(values.get("pageToken"), problems)
+        filters, bounds = _list_filters(values, state, problems)
         status = filters.get("status")
-        if status is not None and status not in STATUSES:
-            problems.add(f"Invalid status '{status}': expected one of {', '.join(STATUSES)}.", "status")
         if problems.items:
             return problems.result("list_operations")
         if size is None:
@@ -288,6 +264,43 @@ class EmailOperationsApi:
             items=[json.dumps(record.to_api_dict(), separators=(",", ":")) for record in records],
             pagination={"next": token_for(stop) if stop < available else None, "self": token_for(offset)},
         )
+
+
+def _list_state(token: str | None, problems: Problems) -> dict[str, Any]:
+    """What a listing's pageToken carries (filters, page size, cursor); nothing without one or a bad one."""
+    if token is None:
+        return {}
+    decoded = decode_token(token)
+    if decoded is None or decoded.get("k") != "ops":
+        problems.add(f"Invalid pageToken '{token}'.", "pageToken")
+        return {}
+    return decoded
+
+
+def _list_filters(
+    values: Mapping[str, str], state: Mapping[str, Any], problems: Problems
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """A listing's filters and its date bounds (epoch seconds), each bad one reported to ``problems``."""
+    filters: dict[str, Any] = dict(state.get("f") or {})
+    # Filters given with the request win over those carried by the token.
+    filters.update({name: values[name] for name in ("startDate", "endDate", "status") if name in values})
+    bounds: dict[str, int] = {}
+    for name in ("startDate", "endDate"):
+        if name in filters:
+            try:
+                bounds[name] = epoch(parse_rfc3339(str(filters[name])))
+            except ValueError:
+                problems.add(
+                    f"Invalid {name} '{filters[name]}': expected an RFC 3339 date-time such as "
+                    "2024-06-20T10:15:30Z.",
+                    name,
+                )
+    if "startDate" in bounds and "endDate" in bounds and bounds["endDate"] <= bounds["startDate"]:
+        problems.add("endDate must be later than startDate.", "endDate")
+    status = filters.get("status")
+    if status is not None and status not in STATUSES:
+        problems.add(f"Invalid status '{status}': expected one of {', '.join(STATUSES)}.", "status")
+    return filters, bounds
 
 
 def _single_values(

@@ -261,7 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_poll(commands)
+    _add_checkpoint(commands)
+    _add_operations(commands)
+    add_stream_commands(commands, _command, _runtime)
+    return parser
 
+
+def _add_poll(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     poll = _command(
         commands,
         "poll",
@@ -283,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     poll.add_argument("--json", action="store_true", help="machine-readable output")
 
+
+def _add_checkpoint(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     checkpoint = commands.add_parser(
         "checkpoint", help="show or reset the poller's checkpoint", description="The poller's checkpoint."
     )
@@ -308,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+
+def _add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operations = commands.add_parser(
         "operations", help="list tracked operations", description="Operations the poller tracks."
     )
@@ -320,8 +331,6 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_operations_list,
     )
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    add_stream_commands(commands, _command, _runtime)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:

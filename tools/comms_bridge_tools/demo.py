@@ -28,41 +28,66 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
 
 import boto3
 
-if TYPE_CHECKING:
-    from comms_bridge_tools.demo_push import PushPath
-
 from comms_bridge.events.detail_types import DetailType
 from comms_bridge_tools import demo_accounts, local_stack, local_up
-from comms_bridge_tools.lambda_runtime import (
-    ASYNC_ATTEMPTS,
-    REPO_ROOT,
-    LambdaFunction,
-    as_delivered,
-    deliver_event,
-)
+from comms_bridge_tools.demo_record import AlertRecord, DemoRecorder, DemoResult, OperationRecord, clock_text
+from comms_bridge_tools.demo_routing import EventRouter, RuleRoute, rule_routes, sns_mail_text
+from comms_bridge_tools.lambda_runtime import ASYNC_ATTEMPTS, REPO_ROOT, LambdaFunction
 from comms_bridge_tools.moto_server import MotoServer
 from comms_bridge_tools.slack_receiver import SlackReceiver
-from comms_bridge_tools.timeline import (
-    AlertView,
-    OperationRow,
-    Timeline,
-    TimelineEvent,
-    make_console,
-    slack_payload_text,
-)
+from comms_bridge_tools.timeline import OperationRow, Timeline, make_console
 
 if TYPE_CHECKING:
+    from comms_bridge_tools.demo_push import PushPath
     from comms_sim.accounts import AccountSpec
+    from comms_sim.clock import ManualClock
     from comms_sim.scenario import Scenario
+    from comms_sim.server import SimulatorServer
+
+# What a run produced, and how its events reach their targets, live in demo_record and demo_routing; the
+# names stay importable from here, where tests and callers have always found them.
+__all__ = [
+    "DEFAULT_SPEED",
+    "DEMO_ACCOUNT_SID",
+    "DEMO_AUTH_TOKEN",
+    "EXPECTATIONS_BY_FILE",
+    "NEXT_STEPS",
+    "PUSH_STACK_PARAMETERS",
+    "STOREFRONT_EXPECTATIONS",
+    "STORY",
+    "STORY_EXPECTATIONS",
+    "TRAILING_TICKS",
+    "AlertKind",
+    "AlertRecord",
+    "DemoInputError",
+    "DemoOptions",
+    "DemoResult",
+    "DemoRun",
+    "Expectation",
+    "OperationRecord",
+    "RuleRoute",
+    "all_before_first_poll",
+    "build_parser",
+    "check_story",
+    "load_accounts",
+    "load_scenario",
+    "main",
+    "poller_schedule",
+    "poller_schedules",
+    "rule_routes",
+    "run_demo",
+    "schedule_seconds",
+    "settled_by",
+    "sns_mail_text",
+]
 
 STORY: Final = REPO_ROOT / "scenarios" / "story.yaml"
 # API-clock seconds per wall second: a one-minute schedule ticks ten times a second, slow enough to read.
@@ -79,7 +104,6 @@ TRAILING_TICKS: Final = 2
 
 _RATE_RE: Final = re.compile(r"^rate\(\s*(\d+)\s+(second|seconds|minute|minutes|hour|hours|day|days)\s*\)$")
 _RATE_UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_OPERATION_ID_RE: Final = re.compile(r"comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}")
 # --push deploys the stack as EnableEventStreams=true would (the external id only guards the writer role).
 PUSH_STACK_PARAMETERS: Final = {
     "EnableEventStreams": "true",
@@ -150,104 +174,6 @@ EXPECTATIONS_BY_FILE: Final[Mapping[Path, Mapping[str, Expectation]]] = {
     demo_accounts.STORY.resolve(): STORY_EXPECTATIONS,
     demo_accounts.STOREFRONT.resolve(): STOREFRONT_EXPECTATIONS,
 }
-
-
-# -- what the run produced ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    at: str
-    channel: str  # "slack" or "sns"
-    operation_id: str | None
-    title: str
-    body: str
-
-
-@dataclass
-class OperationRecord:
-    name: str
-    operation_id: str
-    status_path: list[str] = field(default_factory=list)
-    events: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)
-    stats_after_terminal: int = 0
-
-    def observe(self, detail_type: str, detail: Mapping[str, Any]) -> None:
-        self.events[detail_type] += 1
-        status = detail.get("status")
-        if detail_type == _S and isinstance(status, str):
-            if not self.status_path and detail.get("previousStatus"):
-                self.status_path.append(str(detail["previousStatus"]))
-            self.status_path.append(status)
-        if detail_type == _STATS and detail.get("terminal"):
-            self.stats_after_terminal += 1
-
-    @property
-    def final_status(self) -> str | None:
-        return self.status_path[-1] if self.status_path else None
-
-
-@dataclass
-class DemoResult:
-    scenario: str
-    polls: int = 0
-    wall_seconds: float = 0.0
-    events: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[AlertRecord] = field(default_factory=list)
-    operations: dict[str, OperationRecord] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    invocations: Counter[str] = field(default_factory=Counter)
-    handler_log: str | None = None
-    push_lines: list[str] = field(default_factory=list)  # with --push: one line per status change
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "scenario": self.scenario,
-            "polls": self.polls,
-            "wallSeconds": round(self.wall_seconds, 2),
-            "problems": self.problems,
-            "invocations": dict(self.invocations),
-            "push": self.push_lines,
-            "operations": [
-                {
-                    "name": record.name,
-                    "operationId": record.operation_id,
-                    "statusPath": record.status_path,
-                    "events": dict(record.events),
-                    "alerts": dict(record.alerts),
-                }
-                for record in self.operations.values()
-            ],
-            "events": [
-                {
-                    "detailType": event["detail-type"],
-                    "source": event["source"],
-                    "operationId": event["detail"].get("operationId"),
-                    "status": event["detail"].get("status"),
-                    "previousStatus": event["detail"].get("previousStatus"),
-                    "eventKey": event["detail"].get("eventKey"),
-                    "detail": event["detail"],
-                }
-                for event in self.events
-            ],
-            "alerts": [
-                {
-                    "at": alert.at,
-                    "channel": alert.channel,
-                    "operationId": alert.operation_id,
-                    "title": alert.title,
-                    "body": alert.body,
-                }
-                for alert in self.alerts
-            ],
-            "handlerLog": self.handler_log,
-        }
 
 
 def check_story(result: DemoResult, expectations: Mapping[str, Expectation]) -> list[str]:
@@ -348,86 +274,6 @@ def all_before_first_poll(scenario: Scenario) -> bool:
     return bool(scenario.operations) and all(op.created <= scenario.now for op in scenario.operations)
 
 
-def _clock_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%H:%M")
-
-
-def _event_time(event: Mapping[str, Any], fallback: datetime) -> str:
-    observed = event.get("detail", {}).get("observedAt")
-    if isinstance(observed, str):
-        with contextlib.suppress(ValueError):
-            return _clock_text(datetime.fromisoformat(observed.replace("Z", "+00:00")))
-    return _clock_text(fallback)
-
-
-class _Validator:
-    """The detail-type JSON Schemas of the layer, applied to every event that crossed the bus as the tests
-    apply them (tests/support/schemas.py): they are draft-04, the only draft the schema registry takes."""
-
-    def __init__(self) -> None:
-        import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415 -- a dev dependency
-
-        from comms_bridge.events.schemas import load_schema  # noqa: PLC0415
-
-        self._jsonschema = jsonschema
-        self._load = load_schema
-        self._validators: dict[str, Any] = {}
-
-    def errors(self, detail_type: str, detail: Mapping[str, Any]) -> list[str]:
-        if detail_type not in self._validators:
-            try:
-                schema = self._load(detail_type)
-            except (ValueError, OSError):
-                return [f"no schema for detail-type {detail_type!r}"]
-            draft4 = self._jsonschema.Draft4Validator
-            self._validators[detail_type] = draft4(schema, format_checker=draft4.FORMAT_CHECKER)
-        return [error.message for error in self._validators[detail_type].iter_errors(dict(detail))]
-
-
-@dataclass(frozen=True)
-class RuleRoute:
-    """Where the events a rule matched go: the rule's stand-in queue, then each of its targets as the
-    template declares them (one of our functions, or the alert topic)."""
-
-    rule: str
-    queue_url: str
-    functions: tuple[str, ...] = ()  # logical ids
-    topics: tuple[str, ...] = ()  # topic ARNs
-
-
-def rule_routes(aws: local_stack.LocalStack) -> list[RuleRoute]:
-    """Every rule of the template with its targets, read from the template itself. A target queue that a
-    function's SQS event reads (ErrorsQueue) stands for that function."""
-    resolver = aws.resolver()
-    function_arns = {
-        aws.resource_names[f"{logical_id}.Arn"]: logical_id
-        for logical_id, resource in aws.template["Resources"].items()
-        # A function whose condition is off (StreamFunction without EnableEventStreams) was not created.
-        if resource.get("Type") == "AWS::Serverless::Function" and f"{logical_id}.Arn" in aws.resource_names
-    }
-    for function_id, _, props in local_stack.function_events(aws.template, "SQS"):
-        function_arns[str(resolver.resolve(props["Queue"]))] = function_id
-    routes: list[RuleRoute] = []
-    for logical_id, resource in aws.template["Resources"].items():
-        if resource.get("Type") != "AWS::Events::Rule" or logical_id not in aws.rule_queue_urls:
-            continue
-        targets = resolver.resolve(resource.get("Properties", {}).get("Targets", []))
-        arns = [str(target["Arn"]) for target in targets]
-        routes.append(
-            RuleRoute(
-                rule=logical_id,
-                queue_url=aws.rule_queue_urls[logical_id],
-                functions=tuple(function_arns[arn] for arn in arns if arn in function_arns),
-                topics=tuple(arn for arn in arns if ":sns:" in arn),
-            )
-        )
-    for function_id, event_name, _ in local_stack.function_events(aws.template, "EventBridgeRule"):
-        routes.append(
-            RuleRoute(rule=event_name, queue_url=aws.rule_queue_urls[event_name], functions=(function_id,))
-        )
-    return routes
-
-
 def poller_schedule(aws: local_stack.LocalStack) -> tuple[str, str, Any]:
     """(function logical id, schedule expression, payload) of the template's first schedule."""
     first = poller_schedules(aws)[0]
@@ -443,6 +289,23 @@ def poller_schedules(aws: local_stack.LocalStack) -> list[local_stack.Schedule]:
     if len({schedule.expression for schedule in found}) > 1:
         raise ValueError(f"the demo runs schedules of one rate, not {sorted({s.expression for s in found})}")
     return found
+
+
+def settled_by(scenarios: Sequence[Scenario], now: int, stall_after: int) -> int:
+    """Scenario seconds (not before ``now``) by which every operation has shown its outcome: its terminal
+    status, or for one that stops moving while PROCESSING, the stall. Late stats after that are not waited
+    for."""
+    settled = now
+    for op in (op for scenario in scenarios for op in scenario.operations):
+        versions = op.versions()
+        terminal = [v.time for v in versions if v.status in ("COMPLETED", "CANCELED")]
+        if terminal:
+            settled = max(settled, terminal[0])
+        elif versions and versions[-1].status == "PROCESSING":
+            settled = max(settled, versions[-1].time + stall_after)
+        elif versions:
+            settled = max(settled, versions[-1].time)
+    return settled
 
 
 class DemoRun:
@@ -472,58 +335,8 @@ class DemoRun:
         self.result.operations = {
             op_id: OperationRecord(name=label, operation_id=op_id) for op_id, label in self.names.items()
         }
-        self._validator = _Validator()
+        self.recorder = DemoRecorder(self.result, self.names, self.owners, timeline)
         self.functions: dict[str, LambdaFunction] = {}
-        self.arrivals: dict[tuple[str, str], tuple[datetime, str]] = {}  # (op, status) -> first on the bus
-        self.path = "poll"
-
-    # -- recording -----------------------------------------------------------------------------
-
-    def _label(self, operation_id: str | None) -> str:
-        if operation_id is None:
-            return "?"
-        return self.names.get(operation_id, operation_id[-8:])
-
-    def _record_event(self, event: dict[str, Any], now: datetime) -> None:
-        detail_type = str(event.get("detail-type"))
-        detail = event.get("detail") or {}
-        operation_id = detail.get("operationId")
-        self.result.events.append(event)
-        for problem in self._validator.errors(detail_type, detail):
-            self.result.problems.append(
-                f"{detail_type} for {self._label(operation_id)} breaks its schema: {problem}"
-            )
-        crossed = demo_accounts.crossed(detail, self.owners)
-        if crossed is not None:
-            self.result.problems.append(crossed)
-        record = self.result.operations.get(str(operation_id))
-        if record is not None:
-            record.observe(detail_type, detail)
-        if detail_type == "Email Operation Status Changed":
-            self.arrivals.setdefault((str(operation_id), str(detail.get("status"))), (now, self.path))
-        self.timeline.event(
-            TimelineEvent(
-                at=_event_time(event, now),
-                detail_type=detail_type,
-                operation=self._label(operation_id),
-                detail=detail,
-            )
-        )
-
-    def _record_alert(self, alert: AlertRecord) -> None:
-        self.result.alerts.append(alert)
-        record = self.result.operations.get(str(alert.operation_id))
-        if record is not None:
-            record.alerts[alert.channel] += 1
-        self.timeline.alert(
-            AlertView(
-                at=alert.at,
-                channel=alert.channel,
-                operation=self._label(alert.operation_id),
-                title=alert.title,
-                body=alert.body,
-            )
-        )
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -546,26 +359,39 @@ class DemoRun:
             )
         return self.functions[logical_id]
 
-    def _settled(self, stall_after: int) -> int:
-        """Scenario seconds by which every operation has shown its outcome: its terminal status, or for
-        one that stops moving while PROCESSING, the stall. Late stats after that are not waited for."""
-        settled = self.scenario.now
-        scenarios = [self.scenario] if self.accounts is None else [a.scenario for a in self.accounts]
-        for op in (op for scenario in scenarios for op in scenario.operations):
-            versions = op.versions()
-            terminal = [v.time for v in versions if v.status in ("COMPLETED", "CANCELED")]
-            if terminal:
-                settled = max(settled, terminal[0])
-            elif versions and versions[-1].status == "PROCESSING":
-                settled = max(settled, versions[-1].time + stall_after)
-            elif versions:
-                settled = max(settled, versions[-1].time)
-        return settled
+    def _start(
+        self, stack: contextlib.ExitStack, clock: ManualClock
+    ) -> tuple[SimulatorServer, MotoServer, SlackReceiver, local_stack.LocalStack]:
+        """The simulator, moto server and Slack receiver (each stopped when ``stack`` closes), and the
+        stack provisioned in moto from template.yaml against them."""
+        from comms_sim import SimulatorServer  # noqa: PLC0415 -- keeps --help fast
+
+        if self.accounts is None:
+            sim = SimulatorServer(
+                self.scenario, clock=clock, credentials={DEMO_ACCOUNT_SID: DEMO_AUTH_TOKEN}, port=0
+            ).start()
+        else:
+            sim = SimulatorServer(accounts=self.accounts, clock=clock, port=0).start()
+        stack.callback(sim.stop)
+        moto = MotoServer().start()
+        stack.callback(moto.stop)
+        stack.enter_context(_environment(moto.env()))
+        slack = SlackReceiver().start()
+        stack.callback(slack.stop)
+        aws = local_up.provision(
+            boto3.session.Session(),
+            prefix=f"demo-{uuid.uuid4().hex[:6]}",
+            api_base_url=sim.base_url,
+            parameters=PUSH_STACK_PARAMETERS if self.options.push_delay is not None else None,
+            slack_webhook_url=slack.url,
+            accounts=None if self.accounts is None else demo_accounts.secrets(self.accounts),
+        )
+        return sim, moto, slack, aws
 
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from comms_sim import STORY_START, ManualClock, SimulatorServer  # noqa: PLC0415
+        from comms_sim import STORY_START, ManualClock  # noqa: PLC0415
 
         started = time.perf_counter()
         self.timeline.note("starting the Comms API simulator and moto server, provisioning template.yaml ...")
@@ -574,34 +400,16 @@ class DemoRun:
         clock = ManualClock(start=anchor + timedelta(seconds=self.scenario.now))
 
         with contextlib.ExitStack() as stack:
-            if self.accounts is None:
-                sim = SimulatorServer(
-                    self.scenario, clock=clock, credentials={DEMO_ACCOUNT_SID: DEMO_AUTH_TOKEN}, port=0
-                ).start()
-            else:
-                sim = SimulatorServer(accounts=self.accounts, clock=clock, port=0).start()
-            stack.callback(sim.stop)
-            moto = MotoServer().start()
-            stack.callback(moto.stop)
-            stack.enter_context(_environment(moto.env()))
-            slack = SlackReceiver().start()
-            stack.callback(slack.stop)
-
-            aws = local_up.provision(
-                boto3.session.Session(),
-                prefix=f"demo-{uuid.uuid4().hex[:6]}",
-                api_base_url=sim.base_url,
-                parameters=PUSH_STACK_PARAMETERS if self.options.push_delay is not None else None,
-                slack_webhook_url=slack.url,
-                accounts=None if self.accounts is None else demo_accounts.secrets(self.accounts),
-            )
+            sim, moto, slack, aws = self._start(stack, clock)
             routes = rule_routes(aws)
             schedules = self._schedules(aws)
             expression = schedules[0].expression
             interval = schedule_seconds(expression)
             poller = self._function(aws, schedules[0].function)
             stall_after = int(poller.environment.get("STALL_AFTER_SECONDS", "1800"))
-            end = anchor + timedelta(seconds=self._settled(stall_after) + TRAILING_TICKS * interval)
+            scenarios = [self.scenario] if self.accounts is None else [a.scenario for a in self.accounts]
+            settled = settled_by(scenarios, self.scenario.now, stall_after)
+            end = anchor + timedelta(seconds=settled + TRAILING_TICKS * interval)
             ticks = max(1, int((end - clock.now()).total_seconds() // interval) + 1)
 
             self._header(
@@ -619,29 +427,18 @@ class DemoRun:
                 # The story's changes fall on whole minutes, as its polls do; a real schedule has no reason
                 # to line up with the sends, so with --push the polls run half a period later.
                 clock.advance(interval // 2)
-            polls: list[datetime] = []
-            self.timeline.start_progress(ticks, "polls")
-            try:
-                for tick in range(ticks):
-                    wall_tick = time.perf_counter()
-                    now = clock.now()
-                    polls.append(now)
-                    self.path = "poll"
-                    for schedule in schedules:  # each account's schedule fires on the same tick
-                        self._poll(poller, schedule.payload, aws=aws, routes=routes, slack=slack, now=now)
-                    self.result.polls = tick + 1
-                    self.timeline.advance(tick + 1, _clock_text(clock.now()))
-                    if self.options.speed:
-                        pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
-                        if pause > 0:
-                            time.sleep(pause)
-                    if push is not None:
-                        push.run_until(now + timedelta(seconds=interval), self._pushed(aws, routes, slack))
-                    clock.set(now + timedelta(seconds=interval))
-            finally:
-                self.timeline.stop_progress()
+            router = EventRouter(aws, routes, slack, self.recorder, lambda name: self._function(aws, name))
+            polls = self._tick(
+                clock,
+                ticks=ticks,
+                interval=interval,
+                poller=poller,
+                schedules=schedules,
+                router=router,
+                push=push,
+            )
             if push is not None:
-                self.result.push_lines = push.report(self.arrivals, polls, self._label)
+                self.result.push_lines = push.report(self.recorder.arrivals, polls, self.recorder.label)
 
         self.result.wall_seconds = time.perf_counter() - started
         for logical_id, function in self.functions.items():
@@ -650,6 +447,42 @@ class DemoRun:
                 f"{logical_id} invocation failed: {inv.error}" for inv in function.invocations if not inv.ok
             )
         return self.result
+
+    def _tick(
+        self,
+        clock: ManualClock,
+        *,
+        ticks: int,
+        interval: int,
+        poller: LambdaFunction,
+        schedules: Sequence[local_stack.Schedule],
+        router: EventRouter,
+        push: PushPath | None,
+    ) -> list[datetime]:
+        """Every tick of the schedules (paced to ``options.speed``), with the push path's deliveries in
+        between; the API-clock instant of each tick."""
+        polls: list[datetime] = []
+        self.timeline.start_progress(ticks, "polls")
+        try:
+            for tick in range(ticks):
+                wall_tick = time.perf_counter()
+                now = clock.now()
+                polls.append(now)
+                self.recorder.path = "poll"
+                for schedule in schedules:  # each account's schedule fires on the same tick
+                    self._poll(poller, schedule.payload, router=router, now=now)
+                self.result.polls = tick + 1
+                self.timeline.advance(tick + 1, clock_text(clock.now()))
+                if self.options.speed:
+                    pause = interval / self.options.speed - (time.perf_counter() - wall_tick)
+                    if pause > 0:
+                        time.sleep(pause)
+                if push is not None:
+                    push.run_until(now + timedelta(seconds=interval), self._pushed(router))
+                clock.set(now + timedelta(seconds=interval))
+        finally:
+            self.timeline.stop_progress()
+        return polls
 
     def _schedules(self, aws: local_stack.LocalStack) -> list[local_stack.Schedule]:
         """The poller's schedules: one per account as the template generates them (``twilioSecretArn`` in
@@ -668,25 +501,14 @@ class DemoRun:
                 )
         return schedules
 
-    def _poll(
-        self,
-        poller: LambdaFunction,
-        payload: Any,
-        *,
-        aws: local_stack.LocalStack,
-        routes: Sequence[RuleRoute],
-        slack: SlackReceiver,
-        now: datetime,
-    ) -> None:
+    def _poll(self, poller: LambdaFunction, payload: Any, *, router: EventRouter, now: datetime) -> None:
         """One tick: the poller, then everything its events set off (targets, alerts)."""
         poll = poller.invoke(payload)
         if isinstance(poll.result, dict) and poll.result.get("status") in ("partial", "failed"):
             errors = "; ".join(poll.result.get("errors") or [])
             status = poll.result["status"]
-            self.result.problems.append(f"the poll at {_clock_text(now)} was {status}: {errors}")
-        self._drain_bus(aws, now)
-        self._deliver(aws, routes, now)
-        self._collect_alerts(aws, slack, now)
+            self.result.problems.append(f"the poll at {clock_text(now)} was {status}: {errors}")
+        router.settle(now)
 
     def _note_baseline_only(self, poller: LambdaFunction) -> None:
         """A scenario that only a baseline sees would otherwise look like a pipeline that does nothing."""
@@ -715,14 +537,10 @@ class DemoRun:
             faults=DeliveryFaults(delay_seconds=self.options.push_delay),
         )
 
-    def _pushed(
-        self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], slack: SlackReceiver
-    ) -> Callable[[datetime], None]:
+    def _pushed(self, router: EventRouter) -> Callable[[datetime], None]:
         def after_batch(now: datetime) -> None:
-            self.path = "push"
-            self._drain_bus(aws, now)
-            self._deliver(aws, routes, now)
-            self._collect_alerts(aws, slack, now)
+            self.recorder.path = "push"
+            router.settle(now)
 
         return after_batch
 
@@ -762,67 +580,6 @@ class DemoRun:
             )
         t.setup_line("alerts", "Slack: local webhook receiver; SNS: queue subscribed to the alert topic")
         t.blank()
-
-    def _drain_bus(self, aws: local_stack.LocalStack, now: datetime) -> None:
-        for event in _queued_events(aws, aws.capture_queue_url):
-            self._record_event(event, now)
-
-    def _deliver(self, aws: local_stack.LocalStack, routes: Sequence[RuleRoute], now: datetime) -> None:
-        """Hand every matched event to its targets; repeat while targets put new events on the bus."""
-        sns = aws.client("sns")
-        for _ in range(10):
-            delivered = 0
-            for route in routes:
-                for event in _queued_events(aws, route.queue_url):
-                    delivered += 1
-                    for logical_id in route.functions:
-                        deliver_event(self._function(aws, logical_id), event)
-                    for topic_arn in route.topics:
-                        # EventBridge's SNS target: the event JSON is the message (no input transformer).
-                        sns.publish(TopicArn=topic_arn, Message=json.dumps(event))
-            if not delivered:
-                return
-            self._drain_bus(aws, now)
-
-    def _collect_alerts(self, aws: local_stack.LocalStack, slack: SlackReceiver, now: datetime) -> None:
-        at = _clock_text(now)
-        for payload in slack.take():
-            text = slack_payload_text(payload)
-            self._record_alert(AlertRecord(at, "slack", _operation_in(text, payload), "", text))
-        for envelope in aws.drain_alerts(wait=0):
-            subject = str(envelope.get("Subject") or "")
-            body = sns_mail_text(str(envelope.get("Message") or ""))
-            self._record_alert(AlertRecord(at, "sns", _operation_in(subject + body), subject, body))
-
-
-def _queued_events(aws: local_stack.LocalStack, queue_url: str) -> list[dict[str, Any]]:
-    """The EventBridge events a rule delivered to ``queue_url`` (a target's stand-in), as delivered."""
-    return [as_delivered(body) for body in aws.drain(queue_url, wait=0)]
-
-
-def sns_mail_text(message: str) -> str:
-    """An SNS message as the e-mail shows it. An EventBridge event (the Stalled rule's target) is JSON:
-    shown with the fields a reader needs and the rest elided."""
-    try:
-        event = json.loads(message)
-    except ValueError:
-        return message
-    if not isinstance(event, dict) or "detail-type" not in event:
-        return message
-    detail = event.get("detail") or {}
-    keep = ("operationId", "status", "stalledForSeconds", "updatedAt", "observedAt", "eventKey")
-    shown = {
-        "detail-type": event["detail-type"],
-        "source": event.get("source"),
-        "detail": {key: detail[key] for key in keep if key in detail},
-    }
-    elided = len(detail) - len(shown["detail"])
-    return json.dumps(shown, indent=2) + (f"\n(... {elided} more detail fields)" if elided else "")
-
-
-def _operation_in(text: str, payload: Any = None) -> str | None:
-    match = _OPERATION_ID_RE.search(text) or _OPERATION_ID_RE.search(json.dumps(payload or ""))
-    return match.group(0) if match else None
 
 
 @contextlib.contextmanager

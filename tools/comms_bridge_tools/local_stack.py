@@ -12,276 +12,61 @@ the rule matched, and the demo hands those events to the handler.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Final
 
 import boto3
-import yaml
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+from comms_bridge_tools import stack_provisioning
+from comms_bridge_tools.cfn_template import (
+    ACCOUNT_ID,
+    FOR_EACH_PREFIX,
+    NO_VALUE,
+    PARTITION,
+    REPO_ROOT,
+    TEMPLATE_PATH,
+    Resolver,
+    as_string,
+    expand_for_each,
+    function_events,
+    load_template,
+    parameter_defaults,
+)
+
+# The template half (loading, Fn::ForEach, intrinsic functions) lives in cfn_template and the creation steps
+# in stack_provisioning; callers have always imported these names from here.
+__all__ = [
+    "ACCOUNT_ID",
+    "FOR_EACH_PREFIX",
+    "NO_VALUE",
+    "PARTITION",
+    "REPO_ROOT",
+    "SIMULATED_CLOCK_SKEW_SECONDS",
+    "TEMPLATE_PATH",
+    "FunctionEnv",
+    "LocalStack",
+    "Resolver",
+    "Schedule",
+    "expand_for_each",
+    "function_events",
+    "load_template",
+    "parameter_defaults",
+    "schedules",
+    "twilio_secret_arns",
+]
+
 SIMULATED_CLOCK_SKEW_SECONDS: Final = str(20 * 365 * 86_400)
 """The local stack's MaxClockSkewSeconds unless a caller passes one: the simulator plays on a clock of its
 own, fixed in the past (STORY_START) so that every run is the same; against the machine's clock that is
 skew, which the functions would rightly distrust (contract section 6). Tests of that distrust pass 3600."""
-TEMPLATE_PATH: Final = REPO_ROOT / "template.yaml"
-ACCOUNT_ID: Final = "123456789012"  # moto's default account
-PARTITION: Final = "aws"
 
 FunctionEnv = dict[str, str]
-
-
-class _NoValue:
-    """AWS::NoValue: removes the property or list item it stands in."""
-
-    def __repr__(self) -> str:
-        return "AWS::NoValue"
-
-
-NO_VALUE: Final = _NoValue()
-
-
-# ---------------------------------------------------------------- template loading
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that turns the CloudFormation short tags into their long JSON form."""
-
-
-def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        logical_id, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [logical_id, attribute]}
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
-def load_template(path: str | os.PathLike[str] = TEMPLATE_PATH) -> dict[str, Any]:
-    """The template as plain data; short tags (``!Ref``, ``!Sub`` ...) become ``{"Ref": ...}`` etc.
-    Parsed once per file version; each caller gets its own copy."""
-    resolved = Path(path).resolve()
-    return copy.deepcopy(_parse_template(str(resolved), resolved.stat().st_mtime_ns))
-
-
-@cache
-def _parse_template(path: str, mtime_ns: int) -> dict[str, Any]:
-    loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - _CfnLoader is a SafeLoader subclass
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-FOR_EACH_PREFIX: Final = "Fn::ForEach::"
-
-
-def expand_for_each(template: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, Any]:
-    """The template with its ``Fn::ForEach`` loops in Resources expanded as ``AWS::LanguageExtensions``
-    expands them before the SAM transform: the collection is a literal list or a ``Ref`` to a
-    CommaDelimitedList parameter (a string here, split on commas; empty gives one empty item, as in
-    CloudFormation); in the output key ``&{Id}`` is the item's letters and digits only and ``${Id}`` the item;
-    in the body ``Ref: Id`` and ``${Id}`` inside ``Fn::Sub`` are the item. A repeated logical id is an error,
-    as in CloudFormation."""
-    expanded = copy.deepcopy(dict(template))
-    resources: dict[str, Any] = {}
-    for key, value in template.get("Resources", {}).items():
-        if not key.startswith(FOR_EACH_PREFIX):
-            resources[key] = copy.deepcopy(value)
-            continue
-        identifier, collection, outputs = value
-        for item in _for_each_items(collection, parameters):
-            for key_template, body in outputs.items():
-                logical_id = key_template.replace(
-                    f"&{{{identifier}}}", re.sub(r"[^A-Za-z0-9]", "", item)
-                ).replace(f"${{{identifier}}}", item)
-                if logical_id in resources:
-                    raise ValueError(f"{key}: logical id {logical_id} is generated twice")
-                resources[logical_id] = _substitute_item(copy.deepcopy(body), identifier, item)
-    expanded["Resources"] = resources
-    return expanded
-
-
-def _for_each_items(collection: Any, parameters: Mapping[str, str]) -> list[str]:
-    if isinstance(collection, dict) and set(collection) == {"Ref"}:
-        return [item.strip() for item in parameters[collection["Ref"]].split(",")]
-    if isinstance(collection, list):
-        return [_as_string(item) for item in collection]
-    raise ValueError(f"Fn::ForEach collection not supported locally: {collection!r}")
-
-
-def _substitute_item(value: Any, identifier: str, item: str) -> Any:
-    if isinstance(value, list):
-        return [_substitute_item(v, identifier, item) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if value == {"Ref": identifier}:
-        return item
-    if set(value) == {"Fn::Sub"}:
-        argument = value["Fn::Sub"]
-        text = argument[0] if isinstance(argument, list) else argument
-        replaced = text.replace(f"${{{identifier}}}", item)
-        if isinstance(argument, list):
-            return {"Fn::Sub": [replaced, _substitute_item(argument[1], identifier, item)]}
-        return {"Fn::Sub": replaced}
-    return {key: _substitute_item(v, identifier, item) for key, v in value.items()}
-
-
-def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
-    """Each parameter's default as CloudFormation passes it: a string."""
-    return {
-        name: _as_string(spec["Default"])
-        for name, spec in template.get("Parameters", {}).items()
-        if "Default" in spec
-    }
-
-
-def _as_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-# ---------------------------------------------------------------- intrinsic functions
-
-_SUB_VARIABLE: Final = re.compile(r"\$\{([^}!]+)\}")
-
-
-@dataclass
-class Resolver:
-    """Evaluates the intrinsic-function subset the template uses against local values.
-
-    ``resource_names`` maps a logical id to what ``Ref`` returns and ``"LogicalId.Attribute"`` to what
-    ``Fn::GetAtt`` returns.
-    """
-
-    template: Mapping[str, Any]
-    parameters: Mapping[str, str]
-    resource_names: Mapping[str, Any] = field(default_factory=dict)
-    region: str = "us-east-1"
-    stack_name: str = "comms-bridge"
-
-    def pseudo(self, name: str) -> Any:
-        values: dict[str, Any] = {
-            "AWS::Region": self.region,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::Partition": PARTITION,
-            "AWS::StackName": self.stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.stack_name}/x",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": NO_VALUE,
-        }
-        return values[name]
-
-    def ref(self, name: str) -> Any:
-        if name.startswith("AWS::"):
-            return self.pseudo(name)
-        if name in self.parameters:
-            spec = self.template.get("Parameters", {}).get(name, {})
-            if spec.get("Type") == "CommaDelimitedList":  # a list, as CloudFormation passes it
-                return [item.strip() for item in self.parameters[name].split(",")]
-            return self.parameters[name]
-        if name in self.resource_names:
-            return self.resource_names[name]
-        raise KeyError(f"Ref {name}: not a parameter and no local value for this resource")
-
-    def get_att(self, logical_id: str, attribute: str) -> Any:
-        key = f"{logical_id}.{attribute}"
-        if key in self.resource_names:
-            return self.resource_names[key]
-        raise KeyError(f"Fn::GetAtt {key}: no local value")
-
-    def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.template.get("Conditions", {})[name]))
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            items = [self.resolve(item) for item in value]
-            return [item for item in items if item is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, argument),) = value.items()
-            handler = self._functions().get(key)
-            if handler is not None:
-                return handler(argument)
-        resolved = {key: self.resolve(item) for key, item in value.items()}
-        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
-
-    def _functions(self) -> dict[str, Callable[[Any], Any]]:
-        return {
-            "Ref": self.ref,
-            "Condition": self.condition,
-            "Fn::GetAtt": lambda arg: self.get_att(*(arg.split(".", 1) if isinstance(arg, str) else arg)),
-            "Fn::Sub": self._sub,
-            "Fn::If": self._if,
-            "Fn::Equals": lambda arg: _as_string(self.resolve(arg[0])) == _as_string(self.resolve(arg[1])),
-            "Fn::Not": lambda arg: not self.resolve(arg[0]),
-            "Fn::And": lambda arg: all(self.resolve(item) for item in arg),
-            "Fn::Or": lambda arg: any(self.resolve(item) for item in arg),
-            "Fn::FindInMap": self._find_in_map,
-            "Fn::Join": lambda arg: self.resolve(arg[0]).join(_as_string(v) for v in self.resolve(arg[1])),
-            "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
-            "Fn::Split": lambda arg: self.resolve(arg[1]).split(self.resolve(arg[0])),
-        }
-
-    def _if(self, argument: list[Any]) -> Any:
-        name, when_true, when_false = argument
-        return self.resolve(when_true if self.condition(name) else when_false)
-
-    def _find_in_map(self, argument: list[Any]) -> Any:
-        name, top, second = (_as_string(self.resolve(part)) for part in argument)
-        return self.template["Mappings"][name][top][second]
-
-    def _sub(self, argument: str | list[Any]) -> str:
-        if isinstance(argument, list):
-            text, variables = argument[0], {k: self.resolve(v) for k, v in argument[1].items()}
-        else:
-            text, variables = argument, {}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return _as_string(variables[name])
-            if "." in name and not name.startswith("AWS::"):
-                logical_id, attribute = name.split(".", 1)
-                return _as_string(self.get_att(logical_id, attribute))
-            return _as_string(self.ref(name))
-
-        return _SUB_VARIABLE.sub(replace, text).replace("${!", "${")
-
-
-def function_events(
-    template: Mapping[str, Any], event_type: str
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(function logical id, event name, event properties) of every SAM function event of a type."""
-    for logical_id, resource in template["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event_name, event in resource.get("Properties", {}).get("Events", {}).items():
-            if event.get("Type") == event_type:
-                yield logical_id, event_name, event.get("Properties", {})
 
 
 # ---------------------------------------------------------------- the local stack
@@ -363,38 +148,16 @@ class LocalStack:
         values.update(parameters or {})
         _check_allowed_values(template, values)
         stack = cls(prefix=prefix, template=template, parameters=values, region=region, client=client)
-        if twilio_secret is not None:
-            stack.parameters["TwilioSecretArn"] = stack.create_secret(
-                "twilio", json.dumps(dict(twilio_secret))
-            )
-        folder = "accounts/" if name_accounts else ""
-        accounts = [
-            stack.create_secret(f"{folder}twilio-{n}", json.dumps(dict(secret)))
-            for n, secret in enumerate(twilio_secrets, start=1)
-        ]
-        if accounts and name_accounts:
-            stack.parameters["TwilioSecretNamePrefix"] = f"{prefix}/{folder}"
-            stack.parameters["TwilioSecretNames"] = ",".join(
-                f"twilio-{n}" for n in range(1, len(accounts) + 1)
-            )
-        elif accounts:
-            stack.parameters["TwilioSecretArns"] = ",".join(accounts)
-        if slack_webhook_url is not None:
-            stack.parameters["SlackWebhookSecretArn"] = stack.create_secret(
-                "slack-webhook", slack_webhook_url
-            )
+        stack_provisioning.store_secrets(
+            stack,
+            twilio_secret=twilio_secret,
+            twilio_secrets=twilio_secrets,
+            name_accounts=name_accounts,
+            slack_webhook_url=slack_webhook_url,
+        )
         # What AWS::LanguageExtensions does first: the per-account schedules, for these parameter values.
         stack.template = expand_for_each(template, stack.parameters)
-        stack._name_functions_and_layer()
-        stack._create_tables()
-        stack._create_queues()
-        stack._create_streams()
-        stack._create_topic()
-        stack._create_bus()
-        stack._create_rules(rule_patterns or {})
-        stack._create_schedules()
-        if capture_all_events:
-            stack._create_capture_rule()
+        stack_provisioning.create_resources(stack, rule_patterns or {}, capture_all_events=capture_all_events)
         return stack
 
     def resolver(self) -> Resolver:
@@ -409,36 +172,6 @@ class LocalStack:
     def condition(self, name: str) -> bool:
         return self.resolver().condition(name)
 
-    def _resources(self, resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        for logical_id, resource in self.template["Resources"].items():
-            if resource.get("Type") != resource_type:
-                continue
-            if "Condition" in resource and not self.condition(resource["Condition"]):
-                continue
-            yield logical_id, resource.get("Properties", {})
-
-    def _arn(self, service: str, resource: str) -> str:
-        return f"arn:{PARTITION}:{service}:{self.region}:{ACCOUNT_ID}:{resource}"
-
-    def _name_functions_and_layer(self) -> None:
-        for logical_id, props in self._resources("AWS::Serverless::Function"):
-            name = self.resolver().resolve(props.get("FunctionName")) or f"{self.prefix}-{logical_id}"
-            self.resource_names[logical_id] = name
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("lambda", f"function:{name}")
-        for logical_id, props in self._resources("AWS::Serverless::LayerVersion"):
-            name = self.resolver().resolve(props.get("LayerName")) or f"{self.prefix}-{logical_id}"
-            self.resource_names[logical_id] = self._arn("lambda", f"layer:{name}:1")
-        for logical_id, props in self._resources("AWS::Logs::LogGroup"):
-            name = self.resolver().resolve(props["LogGroupName"])
-            self.resource_names[logical_id] = name
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("logs", f"log-group:{name}:*")
-        for logical_id, _ in self._resources("AWS::IAM::Role"):
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("iam", f"role/{self.prefix}-{logical_id}")
-        for logical_id, _ in self._resources("AWS::KMS::Key"):
-            key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.prefix}/{logical_id}"))
-            self.resource_names[logical_id] = key_id
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("kms", f"key/{key_id}")
-
     def create_secret(self, suffix: str, value: str) -> str:
         """A secret named under the stack's prefix; its ARN is what a secret ARN parameter takes."""
         response = self.client("secretsmanager").create_secret(
@@ -446,180 +179,24 @@ class LocalStack:
         )
         return str(response["ARN"])
 
-    def _create_tables(self) -> None:
-        dynamodb = self.client("dynamodb")
-        for logical_id, declared in self._resources("AWS::DynamoDB::Table"):
-            props = self.resolver().resolve(declared)
-            name = f"{self.prefix}-{logical_id}"
-            dynamodb.create_table(
-                TableName=name,
-                KeySchema=props["KeySchema"],
-                AttributeDefinitions=props["AttributeDefinitions"],
-                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-            )
-            ttl = props.get("TimeToLiveSpecification")
-            if ttl:
-                dynamodb.update_time_to_live(
-                    TableName=name,
-                    TimeToLiveSpecification={
-                        "AttributeName": ttl["AttributeName"],
-                        "Enabled": bool(ttl["Enabled"]),
-                    },
-                )
-            self.resource_names[logical_id] = name
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("dynamodb", f"table/{name}")
-
-    def _new_queue(self, name: str) -> tuple[str, str]:
-        sqs = self.client("sqs")
-        url = str(sqs.create_queue(QueueName=name[:80])["QueueUrl"])
-        arn = str(
-            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        )
-        return url, arn
-
-    def _create_queues(self) -> None:
-        for logical_id, _ in self._resources("AWS::SQS::Queue"):
-            name = f"{self.prefix}-{logical_id}"
-            url, arn = self._new_queue(name)
-            self.resource_names[logical_id] = url
-            self.resource_names[f"{logical_id}.Arn"] = arn
-            self.resource_names[f"{logical_id}.QueueName"] = name[:80]
-            self.resource_names[f"{logical_id}.QueueUrl"] = url
-
-    def _create_streams(self) -> None:
-        """The Event Streams Kinesis stream (EnableEventStreams=true): its declared mode and encryption."""
-        kinesis = self.client("kinesis")
-        for logical_id, declared in self._resources("AWS::Kinesis::Stream"):
-            props = self.resolver().resolve(declared)
-            name = f"{self.prefix}-{logical_id}"
-            kinesis.create_stream(StreamName=name, StreamModeDetails=props["StreamModeDetails"])
-            encryption = props.get("StreamEncryption")
-            if encryption:
-                kinesis.start_stream_encryption(
-                    StreamName=name, EncryptionType=encryption["EncryptionType"], KeyId=encryption["KeyId"]
-                )
-            self.resource_names[logical_id] = name
-            self.resource_names[f"{logical_id}.Arn"] = self._arn("kinesis", f"stream/{name}")
-
     def stream_name(self, logical_id: str = "EventStreamsStream") -> str:
         return str(self.resource_names[logical_id])
-
-    def _create_topic(self) -> None:
-        for logical_id, _ in self._resources("AWS::SNS::Topic"):
-            self.create_topic(logical_id)
 
     def create_topic(self, logical_id: str) -> str:
         """Create (again, after a test deleted it: the same name gives the same ARN) a topic of the template,
         the alert topic with its SQS subscription."""
-        sns = self.client("sns")
-        arn = str(sns.create_topic(Name=f"{self.prefix}-{logical_id}")["TopicArn"])
-        self.resource_names[logical_id] = arn
-        self.resource_names[f"{logical_id}.TopicArn"] = arn
-        if logical_id == "AlertTopic":
-            self.alert_queue_url, queue_arn = self._new_queue(f"{self.prefix}-AlertTopic-subscription")
-            sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
-        return arn
-
-    def _create_schedules(self) -> None:
-        """The schedule group and each schedule, with its target's input (each account's secret)."""
-        scheduler = self.client("scheduler")
-        for logical_id, declared in self._resources("AWS::Scheduler::ScheduleGroup"):
-            name = self.resolver().resolve(declared["Name"])
-            scheduler.create_schedule_group(Name=name)
-            self.resource_names[logical_id] = name
-        for logical_id, declared in self._resources("AWS::Scheduler::Schedule"):
-            props = self.resolver().resolve(declared)
-            # CloudFormation names a schedule without Name: <stack>-<logical id, cut>-<unique suffix>, at
-            # most 64 characters.
-            suffix = hashlib.sha256(logical_id.encode()).hexdigest()[:12]
-            name = props.get("Name") or f"{self.prefix}-{logical_id}"[:50] + f"-{suffix}"
-            scheduler.create_schedule(
-                Name=name,
-                GroupName=props["GroupName"],
-                ScheduleExpression=props["ScheduleExpression"],
-                FlexibleTimeWindow=props["FlexibleTimeWindow"],
-                Target=props["Target"],
-                Description=props.get("Description", ""),
-            )
-            self.resource_names[logical_id] = name
+        return stack_provisioning.create_topic(self, logical_id)
 
     def schedule_inputs(self) -> dict[str, dict[str, Any]]:
         """Schedule name -> the event its target invokes the poller with, as moto holds them."""
         scheduler = self.client("scheduler")
         inputs: dict[str, dict[str, Any]] = {}
-        for logical_id, _ in self._resources("AWS::Scheduler::Schedule"):
+        for logical_id, _ in self.resolver().resources("AWS::Scheduler::Schedule"):
             name = self.resource_names[logical_id]
             group = self.resolver().resolve(self.template["Resources"][logical_id]["Properties"]["GroupName"])
             schedule = scheduler.get_schedule(Name=name, GroupName=group)
             inputs[name] = json.loads(schedule["Target"]["Input"])
         return inputs
-
-    def _create_bus(self) -> None:
-        events = self.client("events")
-        created = list(self._resources("AWS::Events::EventBus"))
-        for logical_id, props in created:
-            name = self.resolver().resolve(props["Name"])
-            arn = str(events.create_event_bus(Name=name)["EventBusArn"])
-            self.resource_names[logical_id] = name
-            self.resource_names[f"{logical_id}.Arn"] = arn
-            self.resource_names[f"{logical_id}.Name"] = name
-
-    def _create_rules(self, overrides: Mapping[str, Mapping[str, Any]]) -> None:
-        resolver = self.resolver()
-        for logical_id, props in self._resources("AWS::Events::Rule"):
-            self._create_rule(
-                logical_id, resolver.resolve(props.get("EventBusName")), props["EventPattern"], overrides
-            )
-        for function_id, event_name, props in function_events(self.template, "EventBridgeRule"):
-            # SAM names the generated rule <function><event>; accept the event name alone as well.
-            logical_id = f"{function_id}{event_name}"
-            override = overrides.get(logical_id, overrides.get(event_name))
-            self._create_rule(
-                logical_id,
-                resolver.resolve(props.get("EventBusName")),
-                props["Pattern"],
-                {logical_id: override} if override is not None else {},
-                alias=event_name,
-            )
-
-    def _create_rule(
-        self,
-        logical_id: str,
-        bus_name: str | None,
-        pattern: Any,
-        overrides: Mapping[str, Mapping[str, Any]],
-        alias: str | None = None,
-    ) -> None:
-        events = self.client("events")
-        resolved = self.resolver().resolve(pattern)
-        document = overrides.get(logical_id) or (
-            json.loads(resolved) if isinstance(resolved, str) else resolved
-        )
-        name = f"{self.prefix}-{logical_id}"[:64]
-        bus = bus_name or "default"
-        rule_arn = str(
-            events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(document), State="ENABLED")[
-                "RuleArn"
-            ]
-        )
-        url, queue_arn = self._new_queue(f"{self.prefix}-{logical_id}-target")
-        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "stand-in", "Arn": queue_arn}])
-        for key in filter(None, (logical_id, alias)):
-            self.rule_queue_urls[key] = url
-            self.resource_names[key] = name
-            self.resource_names[f"{key}.Arn"] = rule_arn
-
-    def _create_capture_rule(self) -> None:
-        pattern = {"source": [self.parameters["EventSource"]]}
-        name = f"{self.prefix}-capture"
-        events = self.client("events")
-        events.put_rule(
-            Name=name, EventBusName=self.bus_name, EventPattern=json.dumps(pattern), State="ENABLED"
-        )
-        self.capture_queue_url, queue_arn = self._new_queue(f"{self.prefix}-capture")
-        events.put_targets(
-            Rule=name, EventBusName=self.bus_name, Targets=[{"Id": "capture", "Arn": queue_arn}]
-        )
 
     # ---- what tests use
 
@@ -679,7 +256,7 @@ class LocalStack:
         props = self.template["Resources"][function_logical_id]["Properties"]
         variables = {**globals_env.get("Variables", {}), **props.get("Environment", {}).get("Variables", {})}
         resolved = self.resolver().resolve(variables)
-        return {name: _as_string(value) for name, value in resolved.items()}
+        return {name: as_string(value) for name, value in resolved.items()}
 
     def drain(self, queue_url: str, wait: float = 1.0, *, max_messages: int = 10_000) -> list[dict[str, Any]]:
         """Receive and delete everything in the queue, as parsed JSON bodies (EventBridge events, or SNS
@@ -750,10 +327,10 @@ def schedules(stack: LocalStack) -> list[Schedule]:
     resolver = stack.resolver()
     by_arn = {
         stack.resource_names[f"{logical_id}.Arn"]: logical_id
-        for logical_id, _ in stack._resources("AWS::Serverless::Function")
+        for logical_id, _ in resolver.resources("AWS::Serverless::Function")
     }
     found: list[Schedule] = []
-    for logical_id, props in stack._resources("AWS::Scheduler::Schedule"):
+    for logical_id, props in resolver.resources("AWS::Scheduler::Schedule"):
         target = props.get("Target", {})
         function = by_arn.get(str(resolver.resolve(target.get("Arn"))))
         if function is not None:
@@ -777,7 +354,7 @@ def twilio_secret_arns(stack: LocalStack) -> list[str]:
     prefix = stack.parameters.get("TwilioSecretNamePrefix", "")
     if prefix:
         arns += [
-            stack._arn("secretsmanager", f"secret:{prefix}{name.strip()}")
+            stack.resolver().arn("secretsmanager", f"secret:{prefix}{name.strip()}")
             for name in stack.parameters.get("TwilioSecretNames", "").split(",")
             if name.strip()
         ]
@@ -797,5 +374,5 @@ def _check_allowed_values(template: Mapping[str, Any], values: Mapping[str, str]
     """Catch a value the real deploy would refuse (AllowedValues only: local URLs are http://)."""
     for name, spec in template.get("Parameters", {}).items():
         allowed = spec.get("AllowedValues")
-        if allowed is not None and name in values and values[name] not in {_as_string(v) for v in allowed}:
+        if allowed is not None and name in values and values[name] not in {as_string(v) for v in allowed}:
             raise ValueError(f"parameter {name}={values[name]!r} is not one of {allowed}")
