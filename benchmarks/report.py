@@ -84,6 +84,11 @@ def _targets(results: BenchResults) -> list[str]:
             + ", ".join(f"{k} {v:.1f}" for k, v in biggest.steady.dynamodb_by_operation.items())
             + "."
         )
+    return lines + _memory_and_import_lines(results)
+
+
+def _memory_and_import_lines(results: BenchResults) -> list[str]:
+    lines: list[str] = []
     windows = [w for w in results.windows if w.steady_runs]
     if windows:
         lines.append(
@@ -113,9 +118,42 @@ def _targets(results: BenchResults) -> list[str]:
 
 
 def render_markdown(results: BenchResults, source: Path = LATEST) -> str:
+    parts = [
+        *_method_lines(results, source),
+        "",
+        markdown_table(COLUMNS, rows(results)),
+        "",
+        *_listing_lines(results),
+        "How the steady-state cost grows with the window (Comms API requests per run, poller vs one "
+        "full-window scan at pageSize=1000):",
+        "",
+        "```text",
+        growth_chart(results),
+        "```",
+        "",
+        "The targets of issue 15, each with the figure before it (bench-results/latest.json of 2026-11-28) "
+        "and what these results measure:",
+        "",
+        targets_table(results),
+        "",
+        *scale_lines(results),
+        "Against the targets of the poller:",
+        "",
+        *_targets(results),
+        "",
+        "Cold start and package size:",
+        "",
+        *[f"- {line}" for line in imports_lines(results)],
+        f"- {layer_line(results)}",
+    ]
+    return "\n".join(parts + _closing_lines(results))
+
+
+def _method_lines(results: BenchResults, source: Path) -> list[str]:
+    """How the figures were taken: the paragraph above the table."""
     env = results.environment
     settings = results.settings
-    parts = [
+    return [
         f"Measured by `make bench` (`python -m benchmarks.run{' --quick' if results.quick else ''}`) on "
         f"{results.generated_at} ({env.get('python', '?')}, {env.get('platform', '?')}, "
         f"{env.get('cpus', '?')} CPUs), against the Comms API simulator and moto in server mode on loopback. "
@@ -145,9 +183,12 @@ def render_markdown(results: BenchResults, source: Path = LATEST) -> str:
         "copy off), and its SendMessage slows down with the length of the queue (the rule targets' SQS "
         "stand-ins are emptied after every run, and events are counted as `PutEvents` entries at the "
         "proxy instead of through a catch-all queue).",
-        "",
-        markdown_table(COLUMNS, rows(results)),
-        "",
+    ]
+
+
+def _listing_lines(results: BenchResults) -> list[str]:
+    """Where a steady run's Comms requests go, beside the cadence floor."""
+    return [
         "Where the Comms requests of a steady run go (mean per run, as the handler reports them), and the "
         "floor of the follow-up cadence for the same runs (`python -m benchmarks.floor` explains it): "
         "*every-run floor* is a lower bound, for any poller, of the requests that show every operation "
@@ -184,28 +225,13 @@ def render_markdown(results: BenchResults, source: Path = LATEST) -> str:
             ],
         ),
         "",
-        "How the steady-state cost grows with the window (Comms API requests per run, poller vs one "
-        "full-window scan at pageSize=1000):",
-        "",
-        "```text",
-        growth_chart(results),
-        "```",
-        "",
-        "The targets of issue 15, each with the figure before it (bench-results/latest.json of 2026-11-28) "
-        "and what these results measure:",
-        "",
-        targets_table(results),
-        "",
-        *scale_lines(results),
-        "Against the targets of the poller:",
-        "",
-        *_targets(results),
-        "",
-        "Cold start and package size:",
-        "",
-        *[f"- {line}" for line in imports_lines(results)],
-        f"- {layer_line(results)}",
     ]
+
+
+def _closing_lines(results: BenchResults) -> list[str]:
+    """Runs that did not complete, and how to reproduce."""
+    parts: list[str] = []
+    settings = results.settings
     if results.notes:
         parts += [
             "",
@@ -221,7 +247,7 @@ def render_markdown(results: BenchResults, source: Path = LATEST) -> str:
         + " or `python -m benchmarks.run --quick`; the figures land in `bench-results/latest.json`.",
         "",
     ]
-    return "\n".join(parts)
+    return parts
 
 
 def targets_table(results: BenchResults) -> str:

@@ -182,17 +182,9 @@ def _planned(args: argparse.Namespace, partial: bool) -> list[Workload]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    # The docs show full runs only: a quick or partial run keeps to its own file.
-    partial = args.quick or bool(args.only) or args.scale
-    if args.output is None:
-        args.output = SCALE if args.scale else QUICK if partial else LATEST
-    report = not (args.no_report or partial)
-    started = time.perf_counter()
-
-    planned = _planned(args, partial)
-    results = BenchResults(
+def _new_results(args: argparse.Namespace, planned: list[Workload]) -> BenchResults:
+    """The results file's header: where, with what settings, for which workloads."""
+    return BenchResults(
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         quick=args.quick,
         environment={
@@ -213,6 +205,19 @@ def main(argv: list[str] | None = None) -> int:
             "custom_metrics": custom_metric_count(slack=True),
         },
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # The docs show full runs only: a quick or partial run keeps to its own file.
+    partial = args.quick or bool(args.only) or args.scale
+    if args.output is None:
+        args.output = SCALE if args.scale else QUICK if partial else LATEST
+    report = not (args.no_report or partial)
+    started = time.perf_counter()
+
+    planned = _planned(args, partial)
+    results = _new_results(args, planned)
     for workload in planned:
         if args.only and workload.name not in args.only:
             continue

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from comms_bridge.poller.runtime import PollerRuntime
 
 ACCOUNT_SID: Final = re.compile(r"^AC[0-9a-fA-F]{32}$")
-HELP: Final = "the Twilio account (Account SID); needed when the stack watches several (TWILIO_SECRET_ARNS)"
+HELP: Final = (
+    "the Twilio account (Account SID); needed when the stack watches several"
+    " (TWILIO_SECRET_ARNS, TWILIO_SECRET_NAMES)"
+)
 
 
 class AccountError(Exception):

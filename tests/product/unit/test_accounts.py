@@ -84,6 +84,16 @@ def test_named_secrets_join_the_watched_set_as_the_prefix_plus_each_name() -> No
     assert Settings.from_env({"TWILIO_SECRET_ARN": A, "TWILIO_SECRET_NAMES": ""}).watched_secret_arns == (A,)
 
 
+def test_a_named_secret_given_by_its_full_arn_is_the_watched_one() -> None:
+    named = {"TWILIO_SECRET_ARN_PREFIX": PREFIX, "TWILIO_SECRET_NAMES": "acme,globex"}
+    accounts, _ = clients(named)
+    assert accounts.secret_key(PREFIX + "acme-AbC123") == PREFIX + "acme"
+    assert accounts.secret_key(PREFIX + "globex") == PREFIX + "globex"
+    for unwatched in (PREFIX + "initech-AbC123", PREFIX + "acme-AbC12", PREFIX + "acme-europe-AbC123"):
+        with pytest.raises(UnwatchedSecret):
+            accounts.secret_key(unwatched)
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [

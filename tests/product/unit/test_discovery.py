@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,6 @@ from comms_bridge.poller.discovery import (
     bucket_id,
     bucket_start,
     due_buckets,
-    eligible_buckets,
     extend_recent,
     is_candidate,
     parse_duration,
@@ -158,14 +158,23 @@ def test_candidates_follow_the_seen_through_rule() -> None:
     seen = datetime(2026, 11, 27, 13, 0, 0, tzinfo=UTC)
     lookback = timedelta(seconds=60)
     kwargs = {"seen_through": seen, "lookback": lookback, "recent": RecentVersions()}
-    assert is_candidate("2026-11-27T12:59:30Z", "v", **kwargs)  # within the lookback
-    assert not is_candidate("2026-11-27T12:58:59Z", "v", **kwargs)  # listed and processed before
-    assert is_candidate("2020-01-01T00:00:00Z", "v", **{**kwargs, "seen_through": None})
+    asked: list[str] = []
+
+    def key(value: str) -> Callable[[], str]:
+        return lambda: asked.append(value) or value
+
+    assert is_candidate("2026-11-27T12:59:30Z", key("v"), **kwargs)  # within the lookback
+    assert not is_candidate("2026-11-27T12:58:59Z", key("old"), **kwargs)  # listed and processed before
+    assert asked == ["v"], "a version the last complete listing saw needs no key"
+    assert is_candidate("2020-01-01T00:00:00Z", key("v"), **{**kwargs, "seen_through": None})
     version = recent_key("op", "2026-11-27T12:59:30Z", "abc")
     recent = RecentVersions({version: datetime(2026, 11, 27, 12, 59, 30, tzinfo=UTC)})
-    assert not is_candidate("2026-11-27T12:59:30Z", version, **{**kwargs, "recent": recent})
+    assert not is_candidate("2026-11-27T12:59:30Z", key(version), **{**kwargs, "recent": recent})
+    assert not is_candidate(
+        "2020-01-01T00:00:00Z", key(version), **{**kwargs, "recent": recent, "seen_through": None}
+    )
     other = recent_key("op", "2026-11-27T12:59:30Z", "def")  # same second, other version
-    assert is_candidate("2026-11-27T12:59:30Z", other, **{**kwargs, "recent": recent})
+    assert is_candidate("2026-11-27T12:59:30Z", key(other), **{**kwargs, "recent": recent})
     assert recent_key("op2", "2026-11-27T12:59:30Z", "abc") != version  # other operation
 
 
@@ -224,18 +233,16 @@ def test_trim_stored_recent_drops_the_oldest_first() -> None:
 
 def test_plan_ranges_groups_never_listed_days_and_small_buckets() -> None:
     due = due_buckets(NOW, CADENCE, {}, limit=1000)
-    ranges = plan_ranges(due, {}, {}, page_size=1000)
+    ranges = plan_ranges(due, {})
     assert [len(r) for r in ranges] == [24] * 6 + [23]
     assert [b for r in ranges for b in r] == due
     listed = NOW - timedelta(hours=2)
     names = ("2026-11-25T01", "2026-11-25T02", "2026-11-25T03", "2026-11-25T04")
     views = {b: BucketView(listed, None) for b in names}
-    counts: dict[str, int | None] = dict(zip(names, (300, 600, 900, 200), strict=True))
-    # Due neighbours always share a listing (never more pages than apart).
-    assert plan_ranges(list(names[:3]), views, counts, page_size=1000) == [list(names[:3])]
-    # A neighbour that is not due rides along only if it fits in the pages needed anyway.
-    assert plan_ranges([names[0]], views, counts, page_size=1000, eligible=names) == [list(names[:2])]
-    assert plan_ranges([names[3]], views, counts, page_size=1000, eligible=names) == [[names[3]]]
+    # Due neighbours always share a listing (never more pages than apart); one that is not due never
+    # rides along (its own staggered slot lists it anyway).
+    assert plan_ranges(list(names[:3]), views) == [list(names[:3])]
+    assert plan_ranges([names[0], names[2]], views) == [[names[0]], [names[2]]]
 
 
 def test_extend_recent_takes_due_and_free_neighbours() -> None:
@@ -383,13 +390,6 @@ def test_plan_due_puts_buckets_of_two_or_more_departures_first() -> None:
         departed=created.items(),
     )
     assert due == ["2026-11-25T08", "2026-11-26T05"], "a due bucket keeps its place"
-
-
-def test_eligible_buckets_are_the_window_before_the_recent_listing() -> None:
-    recent_from = recent_start(NOW, CADENCE)
-    eligible = eligible_buckets(NOW, recent_from)
-    assert eligible[0] == window_buckets(NOW)[0] and eligible[-1] == "2026-11-27T11"
-    assert len(eligible) == len(window_buckets(NOW)) - 2
 
 
 def test_next_checkpoint_records_completions_trims_to_the_window_and_bootstraps() -> None:

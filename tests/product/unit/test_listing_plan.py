@@ -20,7 +20,6 @@ from comms_bridge.poller.discovery import (
     bucket_id,
     bucket_start,
     due_buckets,
-    eligible_buckets,
     pages,
     plan_ranges,
     recent_start,
@@ -102,7 +101,7 @@ def test_every_bucket_gets_a_listing_within_its_cadence_as_runs_go_by(
             interval = CADENCE.interval(now - (bucket_start(bucket) + HOUR))
             assert now - refreshed <= interval + timedelta(minutes=period)
         due = due_buckets(now, CADENCE, views, limit=1000, block=stagger_block(counts, 1000))
-        ranges = plan_ranges(due, views, counts, page_size=1000)
+        ranges = plan_ranges(due, views)
         listed = [b for r in ranges for b in r]
         assert sorted(listed) == sorted(due)
         for bucket in listed:
@@ -133,8 +132,7 @@ def _band_pages_per_run(per_bucket: int, *, staggered: bool, minutes: int = 180)
         _cover_recent(now, views, counts, per_bucket)
         block = stagger_block(counts, 1000) if staggered else 0
         due = due_buckets(now, CADENCE, views, limit=48, block=block)
-        eligible = () if staggered else eligible_buckets(now, recent_start(now, CADENCE))
-        ranges = plan_ranges(due, views, counts, page_size=1000, eligible=eligible)
+        ranges = plan_ranges(due, views)
         per_run.append(sum(pages(sum(counts[b] or 0 for b in r), 1000) for r in ranges))
         for bucket in (b for r in ranges for b in r):
             views[bucket] = BucketView(now, None)

@@ -267,6 +267,47 @@ def test_named_accounts_get_a_schedule_each_passing_the_secrets_arn_without_its_
         }
 
 
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [
+        ("acme", True),
+        ("globex-eu", True),
+        ("eu/initech_2", True),
+        ("acme-europe1", True),  # seven after the hyphen: not a suffix
+        ("acme-europe", False),  # -europe reads as the random suffix of a full ARN
+        ("globex-AbCdEf", False),
+        ("acme corp", False),
+        ("a*", False),
+        ("x" * 57, False),
+    ],
+)
+def test_a_name_secrets_manager_would_read_as_a_full_arn_is_refused(name: str, accepted: bool) -> None:
+    """A CommaDelimitedList's AllowedPattern applies to each item (CloudFormation's java.util.regex; this
+    pattern means the same in Python's re)."""
+    pattern = re.compile(load_template()["Parameters"]["TwilioSecretNames"]["AllowedPattern"])
+    assert bool(pattern.fullmatch(name)) is accepted
+    assert pattern.fullmatch("")  # the default: no names
+
+
+@pytest.mark.parametrize(
+    ("prefix", "accepted"),
+    [
+        ("", True),  # the default: no names
+        ("comms-bridge/twilio/", True),
+        ("twilio/", True),
+        ("/", True),
+        ("twilio", False),  # would also cover twilio-admin-db
+        ("comms-bridge/twilio", False),
+        ("twilio-", False),
+        ("comms bridge/", False),
+        ("*/", False),
+    ],
+)
+def test_the_name_prefix_is_a_folder_ending_in_a_slash(prefix: str, accepted: bool) -> None:
+    pattern = re.compile(load_template()["Parameters"]["TwilioSecretNamePrefix"]["AllowedPattern"])
+    assert bool(pattern.fullmatch(prefix)) is accepted
+
+
 def test_the_sample_account_event_is_what_a_named_accounts_schedule_sends() -> None:
     sample = json.loads((ROOT / "events" / "poller-schedule-account.json").read_text(encoding="utf-8"))
     output, resolver = deployed(

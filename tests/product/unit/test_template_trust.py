@@ -1,7 +1,8 @@
 """template.yaml's part of contract §6 (issue 13, the poller half): a customer-managed KMS key for the
-secrets is decryptable by the two functions through Secrets Manager only, MAX_CLOCK_SKEW_SECONDS reaches
-the functions, and ClockSkewDetected has an alarm. Before: no such parameter (the roles could not
-decrypt a secret under a customer-managed key, and every run would fail), no variable, no alarm."""
+secrets is decryptable by the functions that read them (poller, alerter, stream consumer) through
+Secrets Manager only, MAX_CLOCK_SKEW_SECONDS reaches the functions, and ClockSkewDetected has an alarm.
+Before: no such parameter (the roles could not decrypt a secret under a customer-managed key, and every run
+would fail), no variable, no alarm."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from comms_bridge_tools.local_stack import Resolver, load_template, parameter_defaults
 from tests.product.unit.test_template import (
     DEFAULTS,
+    EVENT_STREAMS,
     TWILIO_SECRET,
     _alarms,
     _function_env,
@@ -48,6 +50,19 @@ def test_a_secrets_key_is_decryptable_through_secrets_manager_only() -> None:
         assert statement["Condition"] == {
             "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
         }, role
+
+
+def test_the_stream_consumer_can_decrypt_the_twilio_secrets_it_reads() -> None:
+    """The Event Streams consumer reads every watched Twilio secret (to route records by account), so a
+    customer-managed key must be decryptable by its role too, or every batch fails with AccessDenied."""
+    output, resolver = stack(
+        SecretsKmsKeyArn=KEY, **{k: v for k, v in EVENT_STREAMS.items() if k != "TwilioSecretArn"}
+    )
+    (statement,) = kms_statements(output, resolver)["StreamRole"]
+    assert statement["Action"] == "kms:Decrypt" and statement["Resource"] == KEY
+    assert statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+    }
 
 
 def test_without_a_key_nothing_is_granted() -> None:

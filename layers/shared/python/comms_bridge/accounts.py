@@ -12,6 +12,7 @@ refused before anything is read or requested.
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -30,6 +31,9 @@ logger = logging.getLogger("comms_bridge.accounts")
 
 ENVIRONMENT: Final = ""
 """The key of the environment's credentials (``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``): no secret."""
+
+SUFFIX: Final = re.compile(r"[A-Za-z0-9]{6}")
+"""The random suffix Secrets Manager adds to a secret's name in its ARN."""
 
 MAX_CLIENTS: Final = 64
 """Clients a container keeps. One container serves the accounts whose schedules fire while it is warm;
@@ -68,6 +72,7 @@ class AccountClients:
     def secret_key(self, secret_arn: str | None) -> str:
         """The watched secret ``secret_arn`` names (the only one when None), or :data:`ENVIRONMENT`."""
         if secret_arn:
+            secret_arn = self._named(secret_arn)
             if secret_arn not in self.watched:
                 raise UnwatchedSecret(
                     f"twilioSecretArn {secret_arn} is not one of the {len(self.watched)} secret(s) this stack"
@@ -76,6 +81,14 @@ class AccountClients:
                 )
             return secret_arn
         return default_secret_arn(self.settings) or ENVIRONMENT
+
+    def _named(self, secret_arn: str) -> str:
+        """A named account's secret given by its full ARN (the console's, with Secrets Manager's random
+        suffix) is the watched ARN without the suffix, which its schedule passes."""
+        if secret_arn in self.watched:
+            return secret_arn
+        head, _, suffix = secret_arn.rpartition("-")
+        return head if head in self.watched and SUFFIX.fullmatch(suffix) else secret_arn
 
     def for_secret(self, secret_arn: str | None) -> CommsClient:
         key = self.secret_key(secret_arn)

@@ -50,7 +50,7 @@ class Candidates:
             return not _same_version(known, op) and self.add(op, observed_at)
         if not is_candidate(
             op.updated_at,
-            version_key(op),
+            lambda: version_key(op),
             seen_through=seen_through,
             lookback=self.lookback,
             recent=self.recent,

@@ -21,9 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Final, Protocol
 
 from comms_bridge.comms.models import parse_timestamp
@@ -95,7 +96,9 @@ def bucket_id(moment: datetime) -> str:
     return floor_hour(moment).strftime("%Y-%m-%dT%H")
 
 
+@lru_cache(maxsize=4096)
 def bucket_start(bucket: str) -> datetime:
+    # Cached: a run asks for the same ~170 buckets thousands of times, and strptime was a tenth of its CPU.
     return datetime.strptime(bucket, "%Y-%m-%dT%H").replace(tzinfo=UTC)
 
 
@@ -187,19 +190,18 @@ def due_buckets(
 
 def is_candidate(
     updated_at: str,
-    version: str,
+    version: Callable[[], str],
     *,
     seen_through: datetime | None,
     lookback: timedelta,
     recent: Container[str],
 ) -> bool:
-    """True if this listed version (``version``: its :func:`recent_key`) may be one the poller has not
-    processed yet."""
-    if version in recent:
+    """True if this listed version may be one the poller has not processed yet. ``version`` gives its
+    :func:`recent_key`, asked only for a version the listing's last complete run may not have seen (most
+    listed versions are older than that, and the key's digests were a fifth of a run's CPU)."""
+    if seen_through is not None and parse_timestamp(updated_at) < seen_through - lookback:
         return False
-    if seen_through is None:
-        return True
-    return parse_timestamp(updated_at) >= seen_through - lookback
+    return version() not in recent
 
 
 RECENT_KEY_CHARS: Final = 12
@@ -331,26 +333,18 @@ class StopReason(Protocol):
 
 
 def plan_ranges(
-    due: list[str],
-    views: Mapping[str, BucketView],
-    counts: Mapping[str, int | None],
-    *,
-    page_size: int,
-    eligible: Iterable[str] = (),
-    bootstrap_range: int | None = None,
+    due: list[str], views: Mapping[str, BucketView], *, bootstrap_range: int | None = None
 ) -> list[list[str]]:
     """Group buckets into listings (``startDate``..``endDate`` ranges), most overdue group first.
 
-    A listing costs pages, not buckets: next to a due bucket, an adjacent bucket is added when it is due
-    too (listing it with its neighbour never costs more pages than alone) or when its operations still
-    fit in the pages the group needs anyway (a free early refresh; the group then stays in step and is
-    due together next time). ``eligible``: buckets that may ride along (older than the recent listing's
-    reach). Never-listed adjacent buckets (a bootstrap) share a listing of up to ``bootstrap_range``
-    buckets (None: a day; narrowed by :func:`narrowed_bootstrap_range`).
+    A listing costs pages, not buckets: next to a due bucket, an adjacent bucket that is due too shares
+    its listing (never more pages than apart). A bucket that is not due never
+    rides along: with staggered slots (:func:`due_buckets`) it is listed again at its own slot anyway.
+    Never-listed adjacent buckets (a bootstrap) share a listing of up to ``bootstrap_range`` buckets
+    (None: a day; narrowed by :func:`narrowed_bootstrap_range`).
     """
     span = bootstrap_range or BOOTSTRAP_RANGE_BUCKETS
     due_set = set(due)
-    allowed = set(eligible) | due_set
     placed: set[str] = set()
     ranges: list[list[str]] = []
 
@@ -362,25 +356,18 @@ def plan_ranges(
             continue
         group = [head]
         placed.add(head)
-        total = counts.get(head) or 0
         for step in (HOUR, -HOUR):
             cursor = bucket_start(head)
             while len(group) < (span if never(head) else MAX_RANGE_BUCKETS):
                 cursor += step
                 nxt = bucket_id(cursor)
-                if nxt in placed or nxt not in allowed:
-                    break
-                if never(head) or never(nxt):
-                    if not (never(head) and never(nxt) and nxt in due_set):
-                        break
-                elif nxt not in due_set and not _fits_free(total, counts.get(nxt), page_size):
+                if nxt in placed or nxt not in due_set or never(head) != never(nxt):
                     break
                 if step > timedelta(0):
                     group.append(nxt)
                 else:
                     group.insert(0, nxt)
                 placed.add(nxt)
-                total += counts.get(nxt) or 0
         ranges.append(group)
     return ranges
 
@@ -523,8 +510,3 @@ def scheduled_listing_needed(
         if refreshed is None or refreshed < start + HOUR + lookback:
             return True
     return False
-
-
-def eligible_buckets(now: datetime, recent_from: datetime) -> list[str]:
-    """Buckets of the window a bucket listing may take along: those the recent listing does not cover."""
-    return [b for b in window_buckets(now) if bucket_start(b) < recent_from]

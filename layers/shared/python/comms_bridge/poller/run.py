@@ -32,7 +32,6 @@ from comms_bridge.poller.change_detection import TrackedOperation
 from comms_bridge.poller.checkpoint import (
     BucketState,
     Checkpoint,
-    bucket_counts,
     bucket_views,
     drop_future_times,
     next_checkpoint,
@@ -398,10 +397,7 @@ def plan_bucket_listings(
         departed=((op_id, state.created_at) for op_id, state in departed.items()),
         block=frame.block,
     )
-    # No bucket that is not due rides along: with staggered slots (discovery.due_buckets) a bucket
-    # that rode along once is listed again at its own slot anyway, so the free ride would be a waste.
-    counts, span = bucket_counts(frame.buckets), frame.checkpoint.bootstrap_range
-    return plan_ranges(due, views, counts, page_size=config.page_size, bootstrap_range=span)
+    return plan_ranges(due, views, bootstrap_range=frame.checkpoint.bootstrap_range)
 
 
 def emits_first_sighting(checkpoint: Checkpoint, mode: BootstrapMode) -> bool:
